@@ -1,0 +1,71 @@
+# The two set-up commands are `make run` and `make test`; `make help` lists the rest.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+# Heavy things are cached outside the clone, keyed by what they depend on:
+# the virtualenv by requirements.lock, the Kafka jars by infra/kafka/pom.xml (~/.m2).
+LLMOPS_CACHE ?= $(HOME)/.cache/llmops
+export LLMOPS_CACHE_DIR := $(LLMOPS_CACHE)
+LOCK_HASH := $(shell cat requirements.lock | sha256sum | cut -c1-12)
+VENV ?= $(LLMOPS_CACHE)/venv-$(LOCK_HASH)
+BIN := $(VENV)/bin
+READY := $(VENV)/.complete
+INSTALLED := .llmops/.installed-$(LOCK_HASH)
+
+.PHONY: help install run test test-unit test-integration lint bench up down kafka-start kafka-stop clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(READY): requirements.lock
+	@echo "==> creating $(VENV) from requirements.lock (first time only; torch is large)"
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==26.3
+	$(BIN)/pip install --progress-bar on -r requirements.lock
+	touch $(READY)
+
+$(INSTALLED): $(READY) pyproject.toml
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	ln -sfn $(VENV) .venv
+	mkdir -p .llmops && touch $(INSTALLED)
+
+install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project, Kafka jars)
+	@$(BIN)/python -c "from shared.kafka.broker import broker_classpath; from shared.settings import PlatformSettings as P; broker_classpath(P().cache_dir)"
+
+run: install ## Start the broker and ingestion, and ingest the sample corpus (dev mode)
+	$(BIN)/llmops dev README.md docs
+
+test: install ## Run every test: unit, then integration and e2e on a real broker started for them
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-unit: install ## Run only the unit tests (no broker)
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: install ## Run only the integration tests (real broker)
+	$(BIN)/python -m pytest -q tests/integration
+
+lint: install ## ruff (lint and format check), and mypy on shared/
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared
+
+bench: install ## Run the benchmarks in bench/ (they print ratios)
+	$(BIN)/python bench/ingest.py
+
+kafka-start: install ## Start the local broker in the background
+	$(BIN)/llmops kafka start
+
+kafka-stop: install ## Stop the local broker
+	$(BIN)/llmops kafka stop
+
+up: ## docker compose up (one container per service, Kafka, Qdrant)
+	docker compose up -d --build
+
+down: ## docker compose down
+	docker compose down
+
+clean: ## Remove run-time state of this clone (.llmops); caches stay
+	-$(BIN)/llmops kafka stop
+	rm -rf .llmops .venv

@@ -1,0 +1,181 @@
+"""``llmops``: one entry point for the broker, topics, schemas, services and upstream tools."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from shared.settings import KafkaSettings, PlatformSettings, ensure_kafka
+
+
+def _bootstrap() -> str:
+    return ensure_kafka(KafkaSettings(), PlatformSettings())
+
+
+def _local_broker():  # type: ignore[no-untyped-def]
+    from shared.kafka.broker import local_broker
+
+    k, p = KafkaSettings(), PlatformSettings()
+    return local_broker(p.data_dir, p.cache_dir, k.local_port, k.local_controller_port,
+                        k.local_heap, k.start_timeout_s)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main(verbose: bool) -> None:
+    """LLMOps platform: ingest documents over Kafka, index them, answer questions.
+
+    Settings come from the environment (see the README's settings table); with
+    KAFKA_BOOTSTRAP_SERVERS unset a local broker is started under LLMOPS_DATA_DIR.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+@main.group()
+def kafka() -> None:
+    """Run the local single-node Kafka broker (KRaft, from Maven Central jars)."""
+
+
+@kafka.command("start")
+def kafka_start() -> None:
+    """Start the local broker in the background (formats storage on first start).
+
+    Reuses a broker that already answers. Does nothing when KAFKA_BOOTSTRAP_SERVERS is set.
+    """
+    if KafkaSettings().bootstrap_servers:
+        click.echo(f"KAFKA_BOOTSTRAP_SERVERS is set; using {KafkaSettings().bootstrap_servers}")
+        return
+    broker = _local_broker()
+    started = broker.start()
+    click.echo(f"broker {'started' if started else 'already running'} on {broker.bootstrap} "
+               f"(log: {broker.log_file})")
+
+
+@kafka.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker cleanly."""
+    broker = _local_broker()
+    click.echo("broker stopped" if broker.stop() else "no local broker was running")
+
+
+@kafka.command("status")
+def kafka_status() -> None:
+    """Say whether the broker answers; exit 1 when it does not."""
+    k = KafkaSettings()
+    if k.bootstrap_servers:
+        from shared.kafka.broker import answers_metadata
+
+        ok = answers_metadata(k.bootstrap_servers)
+        click.echo(f"{k.bootstrap_servers}: {'running' if ok else 'not answering'}")
+    else:
+        broker = _local_broker()
+        state = broker.status()
+        click.echo(f"{broker.bootstrap}: {state} (pid {broker.pid()}, log {broker.log_file})")
+        ok = state == "running"
+    sys.exit(0 if ok else 1)
+
+
+@main.group()
+def topics() -> None:
+    """Manage the platform's topics (declared once in shared/topics.py)."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create every declared topic that is missing (idempotent)."""
+    from shared.kafka.admin import create_topics
+    from shared.topics import TOPICS
+
+    prefix = KafkaSettings().topic_prefix
+    created = create_topics(_bootstrap(), prefix)
+    for t in TOPICS:
+        state = "created" if t.name(prefix) in created else "exists"
+        click.echo(f"{t.name(prefix):<28} {state:<8} partitions={t.partitions} "
+                   f"cleanup={t.cleanup_policy}")
+
+
+@topics.command("list")
+def topics_list() -> None:
+    """Print the declared topics with their contracts."""
+    from shared.topics import TOPICS
+
+    for t in TOPICS:
+        click.echo(f"{t.base_name:<20} {t.partitions:>2}p {t.cleanup_policy:<8} key={t.key:<14} "
+                   f"value={t.value_model.__name__}  {t.description}")
+
+
+@main.group()
+def schemas() -> None:
+    """Event contracts as JSON Schema."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def schemas_export(directory: Path) -> None:
+    """Write one JSON Schema file per event model into DIRECTORY."""
+    from shared.schemas import export_schemas
+
+    for path in export_schemas(directory):
+        click.echo(str(path))
+
+
+@main.command("run")
+@click.argument("service", type=click.Choice(["ingestion"]))
+def run(service: str) -> None:
+    """Run one service as a faust worker until interrupted (creates missing topics first)."""
+    from shared.kafka.admin import create_topics
+    from shared.worker import run_worker
+
+    bootstrap = _bootstrap()
+    if service == "ingestion":
+        from services.ingestion.agent import build_app
+        from services.ingestion.settings import ingestion_settings
+
+        settings = ingestion_settings()
+        create_topics(bootstrap, settings.kafka.topic_prefix)
+        app = build_app(settings, bootstrap)
+    run_worker(app, loglevel=PlatformSettings().log_level)
+
+
+@main.command("ingest")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--tenant", default="default", show_default=True, help="Tenant of the files.")
+@click.option("--acl", multiple=True, help="Group allowed to read the files (repeatable).")
+@click.option("--delete", "deletes", multiple=True, metavar="TENANT/DOC_ID",
+              help="Publish a delete for this document (repeatable).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def ingest(paths: tuple[Path, ...], tenant: str, acl: tuple[str, ...],
+           deletes: tuple[str, ...], no_progress: bool) -> None:
+    """Publish files and folders (.txt, .md, .html, .jsonl of DocumentEvents) to ingestion.
+
+    A folder's doc ids are paths relative to it; each publish gets a new version.
+    """
+    from shared.upstream import InputError, delete_event, events_from_paths, publish_documents
+
+    if not paths and not deletes:
+        raise click.UsageError("give PATHS to publish or --delete TENANT/DOC_ID")
+    try:
+        items = [delete_event(d) for d in deletes]
+    except InputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--delete") from exc
+    try:
+        items += list(events_from_paths(paths, tenant, list(acl)))
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    summary = publish_documents(items, _bootstrap(), KafkaSettings().topic_prefix,
+                                progress=not no_progress, total=len(items))
+    for err in summary.errors:
+        click.echo(f"failed: {err}", err=True)
+    click.echo(f"sent {summary.sent}, failed {summary.failed}, {summary.bytes} bytes")
+    sys.exit(1 if summary.failed else 0)
+
+
+if __name__ == "__main__":
+    main()

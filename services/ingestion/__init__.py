@@ -1,0 +1,1 @@
+"""Ingestion: validate, normalise, redact, chunk and hash document events."""

@@ -1,0 +1,103 @@
+"""Token-based chunking with the embedding model's own tokenizer.
+
+A chunk holds at most ``max_tokens`` tokens *including* the special tokens the model adds,
+so the model never silently truncates a chunk. Splits prefer paragraph, then sentence,
+then word boundaries; a hard cut happens only inside a word longer than the budget.
+Consecutive chunks share about ``overlap`` tokens. Chunk spans are contiguous: the first
+starts at 0, the last ends at ``len(text)``, and each starts at or before the previous end,
+so the chunks together cover the whole text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenizers import Tokenizer
+
+_SENTENCE_END = frozenset(".!?。！？…;")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A chunk of a text: ``text == source[start:end]``."""
+
+    start: int
+    end: int
+    text: str
+    token_count: int
+
+
+def _count(tokenizer: Tokenizer, text: str) -> int:
+    return len(tokenizer.encode(text, add_special_tokens=True).ids)
+
+
+def chunk_text(text: str, tokenizer: Tokenizer, max_tokens: int, overlap: int) -> list[Span]:
+    """Split ``text`` into ordered, overlapping spans of at most ``max_tokens`` tokens each."""
+    specials = tokenizer.num_special_tokens_to_add(False)
+    budget = max_tokens - specials
+    if budget < 1:
+        raise ValueError(f"max_tokens={max_tokens} leaves no room beside {specials} special tokens")
+    overlap = max(0, min(overlap, budget // 2))
+    if not text:
+        return []
+    enc = tokenizer.encode(text, add_special_tokens=False)
+    offsets, tokens = enc.offsets, enc.tokens
+    n = len(offsets)
+    if n == 0 or n <= budget and _count(tokenizer, text) <= max_tokens:
+        return [Span(0, len(text), text, _count(tokenizer, text))]
+
+    def clean(i: int) -> bool:
+        # A split before token i does not cut a character or a word piece in two.
+        return 0 < i < n and offsets[i][0] >= offsets[i - 1][1] and not tokens[i].startswith("##")
+
+    def gap(i: int) -> str:
+        return text[offsets[i - 1][1] : offsets[i][0]]
+
+    def is_paragraph(i: int) -> bool:
+        return "\n\n" in gap(i)
+
+    def is_sentence(i: int) -> bool:
+        g = gap(i)
+        return "\n" in g or (tokens[i - 1] in _SENTENCE_END and g != "")
+
+    def is_word(i: int) -> bool:
+        return gap(i) != "" or not tokens[i - 1].isalnum() or not tokens[i].isalnum()
+
+    def char_start(i: int) -> int:
+        return 0 if i == 0 else offsets[i][0]
+
+    def char_end(i: int) -> int:
+        return len(text) if i >= n else offsets[i][0]
+
+    def best_end(s: int) -> int:
+        hi = min(n - 1, s + budget)
+        lo = s + max(1, budget // 2)
+        for level in (is_paragraph, is_sentence, is_word):
+            for e in range(hi, lo - 1, -1):
+                if clean(e) and level(e):
+                    return e
+        for e in range(hi, s, -1):
+            if clean(e):
+                return e
+        return hi  # one word longer than the budget: a hard cut
+
+    spans: list[Span] = []
+    s = 0
+    while True:
+        e = n if n - s <= budget else best_end(s)
+        start = char_start(s)
+        piece = text[start : char_end(e)]
+        count = _count(tokenizer, piece)
+        # Re-tokenising a slice can differ from the slice of the tokens (a cut inside a word);
+        # shrink until the model would see it whole.
+        while count > max_tokens and e > s + 1:
+            e -= 1
+            piece = text[start : char_end(e)]
+            count = _count(tokenizer, piece)
+        spans.append(Span(start, char_end(e), piece, count))
+        if e >= n:
+            return spans
+        nxt = max(e - overlap, s + 1)
+        while nxt < e and not clean(nxt):
+            nxt += 1
+        s = nxt

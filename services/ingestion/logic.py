@@ -1,0 +1,118 @@
+"""Ingestion's pure logic: one raw record in, one ChunkBatch (or a reason) out. No Kafka here."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from tokenizers import Tokenizer
+
+from services.ingestion.chunker import chunk_text
+from services.ingestion.normalize import normalize
+from services.ingestion.redact import Redactor
+from services.ingestion.settings import IngestionSettings
+from shared.events import Chunk, ChunkBatch, DocumentEvent, Op
+from shared.model_files import load_tokenizer, max_seq_length
+from services.ingestion.validate import IngestError, parse_event
+
+# Fixed namespace: chunk ids must be the same on every machine and every run.
+CHUNK_NAMESPACE = uuid.UUID("6f1c7f5e-3b9a-4c1e-9a57-2d0c4b8e9d11")
+
+
+def chunk_id(tenant: str, doc_id: str, index: int) -> str:
+    """Deterministic chunk id (a UUID, as Qdrant point ids must be)."""
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{tenant}/{doc_id}#{index}"))
+
+
+def content_hash(text: str) -> str:
+    """SHA-256 of a chunk's text."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Stale:
+    """An event older than the newest version already seen for its document."""
+
+    event: DocumentEvent
+    newest: int
+
+
+@dataclass
+class Ingestor:
+    """Validates, normalises, redacts, chunks and hashes document events."""
+
+    tokenizer: Tokenizer
+    tokenizer_name: str
+    redactor: Redactor
+    max_event_bytes: int
+    chunk_tokens: int
+    chunk_overlap: int
+
+    @classmethod
+    def from_settings(cls, s: IngestionSettings) -> Ingestor:
+        """Build from settings; the chunk size is capped at the model's own limit."""
+        limit = max_seq_length(s.tokenizer_model)
+        return cls(
+            tokenizer=load_tokenizer(s.tokenizer_model),
+            tokenizer_name=s.tokenizer_model,
+            redactor=Redactor.named(s.redact),
+            max_event_bytes=s.max_event_bytes,
+            chunk_tokens=min(s.chunk_tokens, limit),
+            chunk_overlap=s.chunk_overlap,
+        )
+
+    def parse(self, raw: bytes | None, key: bytes | None) -> DocumentEvent:
+        """Validate a raw record (raises IngestError)."""
+        return parse_event(raw, key, self.max_event_bytes)
+
+    def to_batch(self, event: DocumentEvent) -> ChunkBatch:
+        """The ChunkBatch for a valid event (raises IngestError for an empty upsert)."""
+        chunks: list[Chunk] = []
+        redactions: dict[str, int] = {}
+        if event.op is Op.UPSERT:
+            text, redactions = self.redactor.redact(normalize(event.content, event.content_type))
+            if not text:
+                raise IngestError("EmptyContent", "upsert has no text after normalisation")
+            for i, span in enumerate(
+                chunk_text(text, self.tokenizer, self.chunk_tokens, self.chunk_overlap)
+            ):
+                chunks.append(
+                    Chunk(
+                        chunk_id=chunk_id(event.tenant, event.doc_id, i),
+                        index=i,
+                        text=span.text,
+                        content_hash=content_hash(span.text),
+                        token_count=span.token_count,
+                        char_start=span.start,
+                        char_end=span.end,
+                    )
+                )
+        title, _ = self.redactor.redact(event.title)
+        return ChunkBatch(
+            # Same source event, same batch id: a redelivery is recognisable as a duplicate.
+            event_id=str(uuid.uuid5(CHUNK_NAMESPACE, f"batch/{event.event_id}")),
+            op=event.op,
+            tenant=event.tenant,
+            doc_id=event.doc_id,
+            version=event.version,
+            source=event.source,
+            title=title,
+            content_type=event.content_type,
+            metadata=event.metadata,
+            acl=event.acl,
+            chunks=chunks,
+            redactions=redactions,
+            source_event_id=event.event_id,
+            source_event_time=event.event_time,
+            tokenizer=self.tokenizer_name,
+        )
+
+    def process(
+        self, raw: bytes | None, key: bytes | None, newest_version: int | None
+    ) -> ChunkBatch | Stale:
+        """One record: a batch to publish, or Stale to drop. Raises IngestError for bad input."""
+        event = self.parse(raw, key)
+        if newest_version is not None and event.version < newest_version:
+            return Stale(event, newest_version)
+        return self.to_batch(event)

@@ -1,0 +1,197 @@
+"""Event contracts. Producer and consumer import the same class; nothing else defines them.
+
+Every event carries ``schema_version``, ``event_id`` and ``event_time``. Bump a model's
+``SCHEMA_VERSION`` on an incompatible change; consumers reject versions they do not know.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Identifiers end up in Kafka keys, Qdrant payload filters and file names: keep them boring.
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+DOC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,254}$"
+GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+_TENANT_RE = re.compile(TENANT_PATTERN)
+_DOC_ID_RE = re.compile(DOC_ID_PATTERN)
+_GROUP_RE = re.compile(GROUP_PATTERN)
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the only clock events use."""
+    return datetime.now(UTC)
+
+
+def new_event_id() -> str:
+    """A fresh event id."""
+    return uuid.uuid4().hex
+
+
+def doc_key(tenant: str, doc_id: str) -> str:
+    """Kafka key of every event about one document: its order matters, so one partition."""
+    return f"{tenant}/{doc_id}"
+
+
+class Event(BaseModel):
+    """Base of every event on the bus."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    schema_version: int = Field(default=1, description="Version of this event's schema.")
+    event_id: str = Field(default_factory=new_event_id, description="Unique id of this event.")
+    event_time: datetime = Field(
+        default_factory=utcnow, description="When the event happened at its source (UTC)."
+    )
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != cls.SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {v}, expected {cls.SCHEMA_VERSION}")
+        return v
+
+    @field_validator("event_time")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        return v if v.tzinfo else v.replace(tzinfo=UTC)
+
+    def to_bytes(self) -> bytes:
+        """The wire form: UTF-8 JSON."""
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | str) -> Self:
+        """Parse the wire form; raises ``pydantic.ValidationError`` on anything else."""
+        return cls.model_validate_json(raw)
+
+
+class Op(StrEnum):
+    """What a document event does."""
+
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+class ContentType(StrEnum):
+    """Content types ingestion understands."""
+
+    TEXT = "text/plain"
+    MARKDOWN = "text/markdown"
+    HTML = "text/html"
+
+
+Tenant = Annotated[str, Field(pattern=TENANT_PATTERN, description="Tenant the data belongs to.")]
+DocId = Annotated[
+    str, Field(pattern=DOC_ID_PATTERN, description="Document id, unique within its tenant.")
+]
+
+
+class DocumentEvent(Event):
+    """An upstream system's document, or the deletion of one. Topic ``ingest.documents``."""
+
+    op: Op = Field(default=Op.UPSERT, description="upsert or delete.")
+    tenant: Tenant
+    doc_id: DocId
+    version: int = Field(
+        ge=0, description="Monotonic per document; an older version than one seen is dropped."
+    )
+    source: str = Field(default="", max_length=2048, description="Where the document came from.")
+    title: str = Field(default="", max_length=1024, description="Human title, used in citations.")
+    content: str = Field(default="", description="The body; required for an upsert.")
+    content_type: ContentType = Field(default=ContentType.TEXT, description="How to read content.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form attributes, filterable at retrieval."
+    )
+    acl: list[str] = Field(
+        default_factory=list,
+        description="Groups that may read the document; empty means every group of the tenant.",
+    )
+
+    @field_validator("acl")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        for g in v:
+            if not _GROUP_RE.match(g):
+                raise ValueError(f"invalid group name {g!r} (expected {GROUP_PATTERN})")
+        return sorted(set(v))
+
+    @property
+    def key(self) -> str:
+        """Kafka key: ``tenant/doc_id``."""
+        return doc_key(self.tenant, self.doc_id)
+
+
+class Chunk(BaseModel):
+    """One piece of a document, sized for the embedding model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk_id: str = Field(description="Deterministic id from tenant, doc_id and index (UUID form).")
+    index: int = Field(ge=0, description="Position in the document, from 0.")
+    text: str = Field(description="The chunk's text after normalisation and redaction.")
+    content_hash: str = Field(description="SHA-256 of the text, hex.")
+    token_count: int = Field(ge=0, description="Tokens by the embedding model's tokenizer.")
+    char_start: int = Field(ge=0, description="Start offset in the normalised document text.")
+    char_end: int = Field(ge=0, description="End offset (exclusive) in the normalised text.")
+
+
+class ChunkBatch(Event):
+    """One document version, chunked; or its deletion. Topic ``docs.chunks`` (compacted)."""
+
+    op: Op
+    tenant: Tenant
+    doc_id: DocId
+    version: int = Field(ge=0)
+    source: str = ""
+    title: str = ""
+    content_type: ContentType = ContentType.TEXT
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    acl: list[str] = Field(default_factory=list)
+    chunks: list[Chunk] = Field(default_factory=list, description="Ordered; empty for a delete.")
+    redactions: dict[str, int] = Field(
+        default_factory=dict, description="Personal data found and replaced, by detector."
+    )
+    source_event_id: str = Field(description="event_id of the DocumentEvent this came from.")
+    source_event_time: datetime = Field(description="event_time of that DocumentEvent.")
+    tokenizer: str = Field(default="", description="Tokenizer that counted the tokens.")
+
+    @property
+    def key(self) -> str:
+        """Kafka key: ``tenant/doc_id``."""
+        return doc_key(self.tenant, self.doc_id)
+
+
+class DeadLetter(Event):
+    """An input that a stage could not process, with where it came from and why."""
+
+    topic: str = Field(description="Topic the original record was read from.")
+    partition: int = Field(description="Its partition.")
+    offset: int = Field(description="Its offset.")
+    key: str | None = Field(description="Its key, UTF-8 decoded with replacement.")
+    value_b64: str = Field(description="Its raw value, base64, byte for byte.")
+    stage: str = Field(description="Service and step that failed, e.g. ingestion.validate.")
+    error_type: str = Field(description="Machine-readable reason, e.g. InvalidJSON, TooLarge.")
+    error_message: str = Field(description="Human-readable reason.")
+    failed_at: datetime = Field(default_factory=utcnow, description="When the stage gave up.")
+
+
+def is_valid_tenant(value: str) -> bool:
+    """True for a well-formed tenant name."""
+    return bool(_TENANT_RE.match(value))
+
+
+def is_valid_doc_id(value: str) -> bool:
+    """True for a well-formed document id."""
+    return bool(_DOC_ID_RE.match(value))
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    m.__name__: m for m in (DocumentEvent, ChunkBatch, DeadLetter)
+}

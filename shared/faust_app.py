@@ -1,0 +1,82 @@
+"""Faust plumbing written once: the app factory and the per-event consumer loop with its DLQ."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT, TopicT
+
+from shared.kafka.dlq import dead_letter, dlq_headers
+from shared.settings import KafkaSettings, PlatformSettings
+from shared.topics import Topic
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[EventT], Awaitable[None]]
+
+
+def make_app(
+    service: str, kafka: KafkaSettings, platform: PlatformSettings, bootstrap: str, **kw: Any
+) -> faust.App:
+    """A faust app whose consumer group is ``<prefix>llmops-<service>``; values stay raw bytes."""
+    app_id = f"{kafka.topic_prefix}llmops-{service}"
+    datadir = platform.data_dir / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "broker": f"kafka://{bootstrap}",
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "store": "memory://",
+        "datadir": str(datadir),
+        "web_enabled": False,
+        "producer_acks": -1,
+        "producer_max_request_size": 4 * 1024 * 1024,
+        "topic_replication_factor": 1,
+        "broker_commit_every": 500,
+        "broker_commit_interval": 1.0,
+        "consumer_auto_offset_reset": "earliest",
+        "topic_allow_declare": True,
+    }
+    config.update(kw)
+    return faust.App(app_id, **config)
+
+
+def faust_topic(app: faust.App, topic: Topic, prefix: str) -> TopicT:
+    """The faust handle of a declared topic (raw bytes both ways)."""
+    return app.topic(
+        topic.name(prefix),
+        key_type=bytes,
+        value_type=bytes,
+        partitions=topic.partitions,
+        internal=False,
+    )
+
+
+async def consume_with_dlq(
+    stream: StreamT, handler: Handler, dlq: TopicT, stage: str,
+    on_error: Callable[[str], None] | None = None,
+) -> None:
+    """Run ``handler`` per event; any exception dead-letters that event and the loop goes on.
+
+    Faust acknowledges a message whose handler raised, so catching here is what keeps a bad
+    event from being skipped silently. Errors with a ``code`` attribute keep it as error type.
+    """
+    async for event in stream.events():
+        try:
+            await handler(event)
+        except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
+            msg = event.message
+            error_type = getattr(exc, "code", None) or type(exc).__name__
+            dl = dead_letter(
+                topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                key=msg.key, value=msg.value, stage=stage,
+                error_type=error_type, error_message=str(exc) or repr(exc),
+            )
+            log.warning("dead-lettered %s[%d]@%d: %s: %s", msg.topic, msg.partition,
+                        msg.offset, error_type, dl.error_message[:200])
+            await dlq.send(key=msg.key, value=dl.to_bytes(), headers=dlq_headers(dl))
+            if on_error is not None:
+                on_error(error_type)

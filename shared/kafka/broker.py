@@ -1,0 +1,238 @@
+"""A real single-node KRaft broker on this machine, from Maven Central jars and Java 17.
+
+The jars are resolved by Maven into the local Maven repository (outside the clone) from
+``infra/kafka/pom.xml``; the resolved classpath is cached under the cache folder, keyed by
+the pom's content, so later starts need no Maven at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+INFRA_DIR = Path(__file__).resolve().parents[2] / "infra" / "kafka"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be fetched, started or reached."""
+
+
+def _pom_digest(pom: Path) -> str:
+    return hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+
+
+def broker_classpath(cache_dir: Path, infra_dir: Path = INFRA_DIR) -> str:
+    """Resolve the broker's jars with Maven once, then reuse the cached classpath."""
+    pom = infra_dir / "pom.xml"
+    cp_file = cache_dir / "kafka" / f"classpath-{_pom_digest(pom)}.txt"
+    if cp_file.exists():
+        cp = cp_file.read_text().strip()
+        if cp and all(Path(p).exists() for p in cp.split(os.pathsep)):
+            return cp
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is needed once to fetch the Kafka broker's jars; install it")
+    cp_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cp_file.with_suffix(".tmp")
+    log.info("fetching the Kafka broker's jars with Maven (first start only)")
+    proc = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(pom), "dependency:build-classpath",
+         f"-Dmdep.outputFile={tmp}"],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0 or not tmp.exists():
+        raise BrokerError(f"Maven could not resolve the broker:\n{proc.stdout}\n{proc.stderr}")
+    tmp.replace(cp_file)
+    return cp_file.read_text().strip()
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def answers_metadata(bootstrap: str, timeout_s: float = 5.0) -> bool:
+    """True when a Kafka broker at ``bootstrap`` answers a metadata request."""
+    from kafka.admin import KafkaAdminClient
+
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if not port_open(host or "127.0.0.1", int(port)):
+        return False
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            request_timeout_ms=int(timeout_s * 1000),
+            api_version_auto_timeout_ms=int(timeout_s * 1000),
+            client_id="llmops-probe",
+        )
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        admin.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalBroker:
+    """One broker process whose state lives in ``run_dir``."""
+
+    run_dir: Path
+    port: int
+    controller_port: int
+    cache_dir: Path
+    heap: str = "512m"
+    start_timeout_s: float = 90.0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        """Client address."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        """The broker's own log."""
+        return self.run_dir / "broker.log"
+
+    def pid(self) -> int | None:
+        """Pid of our broker if it is alive."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
+            return None  # our own child, exited (a zombie would still answer kill 0)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def status(self) -> str:
+        """``running`` (answers metadata), ``starting`` (process alive) or ``stopped``."""
+        if answers_metadata(self.bootstrap, timeout_s=3):
+            return "running"
+        return "starting" if self.pid() else "stopped"
+
+    def _write_config(self) -> Path:
+        template = (INFRA_DIR / "server.properties").read_text()
+        cfg = (
+            template.replace("@PORT@", str(self.port))
+            .replace("@CONTROLLER_PORT@", str(self.controller_port))
+            .replace("@DATA_DIR@", str((self.run_dir / "data").resolve()))
+        )
+        path = self.run_dir / "server.properties"
+        path.write_text(cfg)
+        return path
+
+    def _format(self, classpath: str, config: Path) -> None:
+        if (self.run_dir / "data" / "meta.properties").exists():
+            return
+        cluster_id = base64_uuid()
+        proc = subprocess.run(
+            ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
+             "-t", cluster_id, "-c", str(config)],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise BrokerError(f"formatting the broker's storage failed:\n{proc.stdout}{proc.stderr}")
+
+    def start(self) -> bool:
+        """Start the broker unless one already answers; return True if this call started it."""
+        if answers_metadata(self.bootstrap, timeout_s=3):
+            log.info("a broker already answers on %s; reusing it", self.bootstrap)
+            return False
+        if self.pid() is None and port_open("127.0.0.1", self.port):
+            raise BrokerError(f"port {self.port} is taken by something that is not a Kafka broker")
+        if shutil.which("java") is None:
+            raise BrokerError("Java 17 or newer is needed to run the local Kafka broker")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.pid() is None:
+            classpath = broker_classpath(self.cache_dir)
+            config = self._write_config()
+            self._format(classpath, config)
+            with self.log_file.open("ab") as out:
+                proc = subprocess.Popen(
+                    ["java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+                     "-Djava.awt.headless=true",
+                     f"-Dlog4j2.configurationFile={INFRA_DIR / 'log4j2.properties'}",
+                     "-cp", classpath, "kafka.Kafka", str(config)],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # outlives the CLI that started it
+                )
+            self._proc = proc
+            self.pid_file.write_text(str(proc.pid))
+        self.wait_ready()
+        return True
+
+    def wait_ready(self) -> None:
+        """Block until the broker answers metadata, or raise with the log's tail."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if answers_metadata(self.bootstrap, timeout_s=3):
+                return
+            if self.pid() is None:
+                break
+            time.sleep(0.5)
+        tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
+        raise BrokerError(f"the local broker did not come up on {self.bootstrap}:\n{tail}")
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the broker cleanly (SIGTERM, then SIGKILL); return True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.2)
+        if self.pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def base64_uuid() -> str:
+    """A KRaft cluster id: a UUID in URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def local_broker(data_dir: Path, cache_dir: Path, port: int, controller_port: int,
+                 heap: str = "512m", start_timeout_s: float = 90.0) -> LocalBroker:
+    """The broker whose state lives under ``data_dir/kafka``."""
+    return LocalBroker(run_dir=data_dir / "kafka", port=port, controller_port=controller_port,
+                       cache_dir=cache_dir, heap=heap, start_timeout_s=start_timeout_s)

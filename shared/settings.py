@@ -1,0 +1,80 @@
+"""Settings shared by two services or more.
+
+Each class reads its own environment prefix. Nothing is built at import: services call
+the ``*_settings()`` functions (or construct the classes) so tests can inject values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_cache_dir() -> Path:
+    """Where heavy, version-keyed downloads live (Maven jars, pip wheels, model files)."""
+    return Path.home() / ".cache" / "llmops"
+
+
+class PlatformSettings(BaseSettings):
+    """Where the platform keeps its state on this machine."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".llmops"),
+        description="Folder for run-time state: the local broker's log and data, the embedded "
+        "vector store, pid files.",
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="Folder for heavy downloads kept across clones (Maven repository, wheels).",
+    )
+    log_level: str = Field(default="info", description="Log level of services and the CLI.")
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka, and how to run the local broker when none is given."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Comma-separated host:port list of an existing cluster. When set, no local "
+        "broker is started and this cluster is used.",
+    )
+    topic_prefix: str = Field(
+        default="",
+        description="Prefix put before every topic name and consumer group (tests use a fresh "
+        "one each; deployments sharing a cluster may use it too).",
+    )
+    local_port: int = Field(default=9092, description="Client port of the local broker.")
+    local_controller_port: int = Field(
+        default=9093, description="KRaft controller port of the local broker."
+    )
+    local_heap: str = Field(default="512m", description="JVM heap of the local broker.")
+    start_timeout_s: float = Field(
+        default=90.0, description="How long to wait for the local broker to answer metadata."
+    )
+
+    @property
+    def local_bootstrap(self) -> str:
+        """Bootstrap address of the local broker."""
+        return f"127.0.0.1:{self.local_port}"
+
+    def bootstrap(self) -> str:
+        """The cluster to talk to: the configured one, else the local broker."""
+        return self.bootstrap_servers or self.local_bootstrap
+
+
+def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
+    """Bootstrap address to use: the configured cluster, else the local broker, started if needed."""
+    if kafka.bootstrap_servers:
+        return kafka.bootstrap_servers
+    from shared.kafka.broker import local_broker
+
+    broker = local_broker(platform.data_dir, platform.cache_dir, kafka.local_port,
+                          kafka.local_controller_port, kafka.local_heap, kafka.start_timeout_s)
+    broker.start()
+    return broker.bootstrap

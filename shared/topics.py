@@ -1,0 +1,71 @@
+"""Every topic of the platform, declared once: name, partitions, cleanup, retention, schema.
+
+Services refer to topics through ``TOPICS`` (or the constants below) and resolve the
+physical name with ``Topic.name(prefix)``; the prefix isolates tests and shared clusters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.events import ChunkBatch, DeadLetter, DocumentEvent, Event
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic's contract."""
+
+    base_name: str
+    partitions: int
+    value_model: type[Event]
+    key: str
+    description: str
+    cleanup_policy: str = "delete"
+    retention_ms: int = 7 * DAY_MS
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def name(self, prefix: str = "") -> str:
+        """Physical topic name under a prefix."""
+        return f"{prefix}{self.base_name}"
+
+    def config(self) -> dict[str, str]:
+        """Broker-side topic configuration."""
+        cfg = {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        cfg.update(self.extra_config)
+        return cfg
+
+
+# Dead letters keep the original value byte for byte (base64), so allow bigger records.
+_DLQ_CONFIG = {"max.message.bytes": str(4 * 1024 * 1024)}
+
+INGEST_DOCUMENTS = Topic(
+    base_name="ingest.documents",
+    partitions=4,
+    value_model=DocumentEvent,
+    key="tenant/doc_id",
+    description="Document upserts and deletes from upstream systems.",
+)
+DOCS_CHUNKS = Topic(
+    base_name="docs.chunks",
+    partitions=4,
+    value_model=ChunkBatch,
+    key="tenant/doc_id",
+    description="One chunked batch per document version, or a delete. Compacted: the latest "
+    "version of every document can be replayed into a new index.",
+    cleanup_policy="compact",
+    retention_ms=-1,
+    extra_config={"min.compaction.lag.ms": str(60 * 60 * 1000)},
+)
+INGEST_DLQ = Topic(
+    base_name="ingest.dlq",
+    partitions=1,
+    value_model=DeadLetter,
+    key="original key",
+    description="Document events ingestion could not process, with the reason and offset.",
+    retention_ms=30 * DAY_MS,
+    extra_config=_DLQ_CONFIG,
+)
+
+TOPICS: tuple[Topic, ...] = (INGEST_DOCUMENTS, DOCS_CHUNKS, INGEST_DLQ)

@@ -1,0 +1,161 @@
+"""The upstream side: turn files into DocumentEvents and publish them to ``ingest.documents``.
+
+Upstream Python systems call :func:`publish_documents`; ``llmops ingest`` is a thin shell on it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from shared.events import ContentType, DocumentEvent, Op
+from shared.kafka.producer import make_producer
+from shared.topics import INGEST_DOCUMENTS
+
+SUFFIX_TYPES = {
+    ".txt": ContentType.TEXT,
+    ".md": ContentType.MARKDOWN,
+    ".markdown": ContentType.MARKDOWN,
+    ".html": ContentType.HTML,
+    ".htm": ContentType.HTML,
+}
+SUPPORTED_SUFFIXES = (*SUFFIX_TYPES, ".jsonl")
+_TITLE_MD = re.compile(r"^#\s+(.+)$", re.MULTILINE)
+_TITLE_HTML = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+class InputError(ValueError):
+    """A file or line that cannot become a DocumentEvent."""
+
+
+@dataclass
+class PublishSummary:
+    """What a publish run did."""
+
+    sent: int = 0
+    failed: int = 0
+    bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _title(path: Path, text: str, ctype: ContentType) -> str:
+    m = (_TITLE_MD if ctype is ContentType.MARKDOWN else _TITLE_HTML).search(text)
+    if m and ctype is not ContentType.TEXT:
+        return " ".join(m.group(1).split())[:1024]
+    return path.stem
+
+
+def _doc_id(path: Path, root: Path) -> str:
+    rel = path.relative_to(root) if path != root else Path(path.name)
+    return re.sub(r"[^A-Za-z0-9._:/@+=-]", "_", rel.as_posix())
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
+    """(file, root) for every supported file under the given files and folders, sorted."""
+    for p in paths:
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES:
+                    yield f, p
+        elif p.is_file():
+            yield p, p.parent
+        else:
+            raise InputError(f"{p}: no such file or folder")
+
+
+def events_from_paths(
+    paths: Iterable[Path], tenant: str, acl: list[str] | None = None
+) -> Iterator[DocumentEvent | InputError]:
+    """DocumentEvents for files (``.jsonl`` lines are events already); errors are yielded."""
+    for f, root in iter_files(paths):
+        suffix = f.suffix.lower()
+        if suffix == ".jsonl":
+            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield DocumentEvent.model_validate_json(line)
+                except ValidationError as exc:
+                    yield InputError(f"{f}:{n}: {exc.errors()[0]['msg']} at "
+                                     f"{'.'.join(map(str, exc.errors()[0]['loc']))}")
+            continue
+        if suffix not in SUFFIX_TYPES:
+            yield InputError(f"{f}: unsupported file type {suffix!r}; use {SUPPORTED_SUFFIXES}")
+            continue
+        try:
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            yield InputError(f"{f}: not UTF-8 text ({exc.reason})")
+            continue
+        ctype = SUFFIX_TYPES[suffix]
+        try:
+            yield DocumentEvent(
+                tenant=tenant,
+                doc_id=_doc_id(f, root),
+                # Publish time as version: newer than anything published before for this file.
+                version=time.time_ns(),
+                source=f.resolve().as_uri(),
+                title=_title(f, text, ctype),
+                content=text,
+                content_type=ctype,
+                acl=acl or [],
+            )
+        except ValidationError as exc:
+            yield InputError(f"{f}: {exc.errors()[0]['msg']}")
+
+
+def delete_event(tenant_doc: str) -> DocumentEvent:
+    """A delete for ``TENANT/DOC_ID``."""
+    tenant, sep, doc_id = tenant_doc.partition("/")
+    if not sep or not doc_id:
+        raise InputError(f"{tenant_doc!r}: expected TENANT/DOC_ID")
+    try:
+        return DocumentEvent(op=Op.DELETE, tenant=tenant, doc_id=doc_id, version=time.time_ns())
+    except ValidationError as exc:
+        raise InputError(f"{tenant_doc!r}: {exc.errors()[0]['msg']}") from exc
+
+
+def publish_documents(
+    events: Iterable[DocumentEvent | InputError],
+    bootstrap: str,
+    topic_prefix: str = "",
+    progress: bool = False,
+    total: int | None = None,
+) -> PublishSummary:
+    """Publish document events with acks=all and idempotence; return sent/failed/bytes.
+
+    ``InputError`` items (as yielded by :func:`events_from_paths`) count as failed. The call
+    returns once every record is acknowledged by the cluster or has failed.
+    """
+    summary = PublishSummary()
+    topic = INGEST_DOCUMENTS.name(topic_prefix)
+    producer = make_producer(bootstrap)
+    futures = []
+    try:
+        bar = tqdm(events, total=total, unit="doc", disable=not progress, desc="publishing")
+        for item in bar:
+            if isinstance(item, InputError):
+                summary.failed += 1
+                summary.errors.append(str(item))
+                continue
+            value = item.to_bytes()
+            futures.append((item.key, len(value), producer.send(
+                topic, key=item.key.encode(), value=value)))
+        producer.flush()
+        for key, size, fut in futures:
+            try:
+                fut.get(timeout=60)
+                summary.sent += 1
+                summary.bytes += size
+            except Exception as exc:  # noqa: BLE001 - reported per record
+                summary.failed += 1
+                summary.errors.append(f"{key}: {type(exc).__name__}: {exc}")
+    finally:
+        producer.close()
+    return summary

@@ -1,0 +1,11 @@
+"""Running faust apps as workers."""
+
+from __future__ import annotations
+
+import faust
+
+
+def run_worker(app: faust.App, loglevel: str = "info") -> None:
+    """Run ``app`` until SIGTERM/SIGINT; returns when the worker has stopped."""
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=True)
+    worker.execute_from_commandline()
