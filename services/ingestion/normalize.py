@@ -10,6 +10,12 @@ from bs4 import BeautifulSoup
 from shared.events import ContentType
 
 _NOT_CONTENT = ("script", "style", "noscript", "template", "head", "svg")
+# Blocks become paragraphs (so chunking can split between them); inline tags join their text.
+_BLOCKS = (
+    "p", "div", "section", "article", "main", "header", "footer", "aside", "nav", "blockquote",
+    "pre", "ul", "ol", "li", "dl", "dt", "dd", "table", "tr", "h1", "h2", "h3", "h4", "h5",
+    "h6", "figure", "figcaption", "hr", "form", "fieldset",
+)
 _HSPACE = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -20,7 +26,14 @@ def html_to_text(html: str) -> str:
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(_NOT_CONTENT):
         tag.decompose()
-    return soup.get_text("\n")
+    for tag in soup(_BLOCKS):
+        tag.insert_before("\n\n")
+        tag.insert_after("\n\n")
+    for br in soup("br"):
+        br.replace_with("\n")
+    for cell in soup(["td", "th"]):
+        cell.insert_after(" ")
+    return soup.get_text()
 
 
 def normalize(content: str, content_type: ContentType) -> str:

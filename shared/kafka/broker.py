@@ -77,7 +77,6 @@ def answers_metadata(bootstrap: str, timeout_s: float = 5.0) -> bool:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap,
             request_timeout_ms=int(timeout_s * 1000),
-            api_version_auto_timeout_ms=int(timeout_s * 1000),
             client_id="llmops-probe",
         )
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"

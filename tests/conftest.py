@@ -1,0 +1,80 @@
+"""Shared fixtures: a real Kafka broker for the session, fresh topics per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_helpers import ServiceProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real broker: KAFKA_BOOTSTRAP_SERVERS if set, else a local one on free ports.
+
+    Never skips: when no broker can be had the tests that need one fail.
+    """
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    from shared.kafka.broker import free_port, local_broker
+    from shared.settings import PlatformSettings
+
+    broker = local_broker(
+        tmp_path_factory.mktemp("broker"),
+        PlatformSettings().cache_dir,
+        free_port(),
+        free_port(),
+    )
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_prefix(kafka_bootstrap: str) -> str:
+    """A fresh prefix, with every declared topic created under it."""
+    from shared.kafka.admin import create_topics
+
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    create_topics(kafka_bootstrap, prefix)
+    return prefix
+
+
+@pytest.fixture
+def service_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a service subprocess bound to this test's broker and topics."""
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        KAFKA_TOPIC_PREFIX=topic_prefix,
+        LLMOPS_DATA_DIR=str(tmp_path / "data"),
+        LLMOPS_LOG_LEVEL="warning",
+    )
+    return env
+
+
+@pytest.fixture
+def start_service(service_env: dict[str, str], tmp_path: Path) -> Iterator[object]:
+    """Start ``llmops run <service>`` subprocesses; all are stopped after the test."""
+    procs: list[ServiceProcess] = []
+
+    def start(name: str, **extra_env: str) -> ServiceProcess:
+        env = {**service_env, **extra_env}
+        proc = ServiceProcess(name, env, tmp_path / f"{name}-{len(procs)}.log")
+        proc.start()
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        p.stop()

@@ -1,0 +1,72 @@
+"""The local broker's lifecycle through the CLI, and idempotent topic creation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+from shared.kafka.admin import create_topics
+from shared.kafka.broker import answers_metadata, free_port
+from shared.topics import DOCS_CHUNKS, TOPICS
+
+pytestmark = pytest.mark.integration
+
+
+def llmops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def test_kafka_start_status_stop(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    port = free_port()
+    env.update(LLMOPS_DATA_DIR=str(tmp_path), KAFKA_LOCAL_PORT=str(port),
+               KAFKA_LOCAL_CONTROLLER_PORT=str(free_port()))
+    try:
+        assert llmops("kafka", "status", env=env).returncode == 1
+        first = llmops("kafka", "start", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "broker started" in first.stdout
+        assert (tmp_path / "kafka" / "data" / "meta.properties").exists(), "storage formatted"
+        assert (tmp_path / "kafka" / "broker.log").stat().st_size > 0, "broker logs to a file"
+        assert answers_metadata(f"127.0.0.1:{port}")
+        again = llmops("kafka", "start", env=env)
+        assert "already running" in again.stdout, "a running broker is reused"
+        status = llmops("kafka", "status", env=env)
+        assert status.returncode == 0 and "running" in status.stdout
+    finally:
+        stop = llmops("kafka", "stop", env=env)
+    assert "broker stopped" in stop.stdout
+    assert not answers_metadata(f"127.0.0.1:{port}", timeout_s=1)
+    assert llmops("kafka", "status", env=env).returncode == 1
+
+
+def test_given_cluster_starts_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, LLMOPS_DATA_DIR=str(tmp_path))
+    out = llmops("kafka", "start", env=env)
+    assert out.returncode == 0 and "KAFKA_BOOTSTRAP_SERVERS is set" in out.stdout
+    assert not (tmp_path / "kafka").exists()
+
+
+def test_topics_create_is_idempotent_and_configured(kafka_bootstrap: str) -> None:
+    prefix = "idem."
+    first = create_topics(kafka_bootstrap, prefix)
+    assert sorted(first) == sorted(t.name(prefix) for t in TOPICS) or first == []
+    assert create_topics(kafka_bootstrap, prefix) == []
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        meta = {t["name"]: t for t in admin.describe_topics([t.name(prefix) for t in TOPICS])}
+        for t in TOPICS:
+            assert len(meta[t.name(prefix)]["partitions"]) == t.partitions
+        res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC,
+                                                     DOCS_CHUNKS.name(prefix))])
+        configs = res["topic"][DOCS_CHUNKS.name(prefix)]
+        assert configs["cleanup.policy"]["value"] == "compact"
+        assert configs["retention.ms"]["value"] == "-1"
+    finally:
+        admin.close()

@@ -1,0 +1,149 @@
+"""The ingestion service on the real broker: exact batches out, exact dead letters, stale
+versions dropped, and nothing valid lost across a SIGKILL."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from services.ingestion.logic import Ingestor
+from services.ingestion.settings import IngestionSettings
+from shared.events import ChunkBatch, DeadLetter, DocumentEvent, Op
+from shared.kafka.producer import make_producer
+from shared.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS
+from tests.kafka_helpers import consume
+
+pytestmark = pytest.mark.integration
+MAX_BYTES = 20_000
+
+
+def send_all(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = make_producer(bootstrap)
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def comparable(batch: ChunkBatch) -> dict[str, object]:
+    return batch.model_dump(exclude={"event_time"})
+
+
+def test_upserts_deletes_stale_and_malformed(
+    kafka_bootstrap: str, topic_prefix: str, start_service
+) -> None:
+    service = start_service("ingestion", INGESTION_MAX_EVENT_BYTES=str(MAX_BYTES))
+    src = INGEST_DOCUMENTS.name(topic_prefix)
+    long_text = "\n\n".join(
+        f"Paragraph {i}. Reach me at user{i}@example.com or 555-201-{1000 + i}. " * 6
+        for i in range(20)
+    )
+    up1 = DocumentEvent(tenant="acme", doc_id="guide", version=1, content=long_text,
+                        title="Guide", acl=["eng"], content_type="text/markdown")
+    up2 = DocumentEvent(tenant="acme", doc_id="guide", version=2, content="Short now.")
+    stale = DocumentEvent(tenant="acme", doc_id="guide", version=1, content="late and stale")
+    other = DocumentEvent(tenant="beta", doc_id="x.html", version=7,
+                          content="<p>Hello <b>there</b></p>", content_type="text/html")
+    delete = DocumentEvent(op=Op.DELETE, tenant="beta", doc_id="x.html", version=8)
+    bad = [
+        (b"acme/broken", b"{this is not json"),
+        (b"acme/noschema", json.dumps({"tenant": "acme", "doc_id": "noschema"}).encode()),
+        (b"acme/big", DocumentEvent(tenant="acme", doc_id="big", version=1,
+                                    content="y" * (MAX_BYTES + 10)).to_bytes()),
+        (b"Acme Corp/x", json.dumps({"tenant": "Acme Corp", "doc_id": "x", "version": 1,
+                                     "content": "c"}).encode()),
+    ]
+    # Bad events interleaved with good ones, on the same documents' partition where possible.
+    records = [
+        (up1.key.encode(), up1.to_bytes()),
+        bad[0],
+        (up2.key.encode(), up2.to_bytes()),
+        bad[1],
+        (stale.key.encode(), stale.to_bytes()),
+        bad[2],
+        (other.key.encode(), other.to_bytes()),
+        bad[3],
+        (delete.key.encode(), delete.to_bytes()),
+    ]
+    send_all(kafka_bootstrap, src, records)
+
+    out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), until=4, timeout_s=90)
+    dlq = consume(kafka_bootstrap, INGEST_DLQ.name(topic_prefix), until=4, timeout_s=30)
+    assert service.alive(), service.log()
+    # settle: nothing else may arrive (the stale event must not produce a batch)
+    time.sleep(3)
+    out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=2)
+
+    ingestor = Ingestor.from_settings(IngestionSettings(max_event_bytes=MAX_BYTES))
+    expected = {(e.key, e.version): comparable(ingestor.to_batch(e)) for e in (up1, up2, other, delete)}
+    got = {}
+    for rec in out:
+        batch = ChunkBatch.from_bytes(rec.value)
+        assert rec.key.decode() == batch.key
+        got[(batch.key, batch.version)] = comparable(batch)
+    assert got == expected
+    assert len(out) == 4, "the stale version produced no batch"
+    # order per document is kept
+    guide_versions = [ChunkBatch.from_bytes(r.value).version for r in out
+                      if r.key == b"acme/guide"]
+    assert guide_versions == [1, 2]
+    first = got[("acme/guide", 1)]
+    assert len(first["chunks"]) > 2 and first["redactions"] == {"email": 120, "phone": 120}
+    assert got[("beta/x.html", 8)]["op"] == "delete" and got[("beta/x.html", 8)]["chunks"] == []
+
+    letters = [(r, DeadLetter.from_bytes(r.value)) for r in dlq]
+    by_type = {dl.error_type: (r, dl) for r, dl in letters}
+    assert set(by_type) == {"InvalidJSON", "SchemaError", "TooLarge", "InvalidIdentifier"}
+    for rec, dl in letters:
+        original = [v for k, v in bad if (k.decode() if k else None) == dl.key][0]
+        assert base64.b64decode(dl.value_b64) == original
+        assert dl.topic == src and dl.stage == "ingestion" and dl.error_message
+        assert dl.offset >= 0 and dl.partition >= 0
+        headers = dict(rec.headers)
+        assert headers["dlq.error_type"] == dl.error_type.encode()
+        assert headers["dlq.offset"] == str(dl.offset).encode()
+    assert "limit is 20000" in by_type["TooLarge"][1].error_message
+
+
+def test_sigkill_mid_stream_loses_nothing(
+    kafka_bootstrap: str, topic_prefix: str, start_service
+) -> None:
+    """500 events; SIGKILL while they stream; restart. Every valid event comes out at least
+    once and duplicates carry identical content."""
+    service = start_service("ingestion")
+    src = INGEST_DOCUMENTS.name(topic_prefix)
+    events = [
+        DocumentEvent(tenant="acme", doc_id=f"doc-{i:03d}", version=1,
+                      content=" ".join(f"Sentence {j} of document {i}." for j in range(40)))
+        for i in range(500)
+    ]
+    records = [(e.key.encode(), e.to_bytes()) for e in events]
+    send_all(kafka_bootstrap, src, records[:100])
+    # wait until the service is demonstrably in the middle of the stream, then kill it
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if len(consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=0.5)) >= 20:
+            break
+    send_all(kafka_bootstrap, src, records[100:])
+    time.sleep(0.5)
+    service.kill()
+    before = len(consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=1))
+    assert 20 <= before < 500, f"kill should land mid-stream, saw {before}"
+    start_service("ingestion")
+
+    out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), until=500, timeout_s=180)
+    out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=3)
+    seen: dict[str, dict[str, object]] = {}
+    for rec in out:
+        batch = ChunkBatch.from_bytes(rec.value)
+        content = comparable(batch)
+        if batch.key in seen:
+            assert seen[batch.key] == content, "a duplicate differs from the first delivery"
+        seen[batch.key] = content
+    assert set(seen) == {e.key for e in events}, "every valid event came out"
+    assert consume(kafka_bootstrap, INGEST_DLQ.name(topic_prefix), idle_s=1) == []

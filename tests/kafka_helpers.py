@@ -1,0 +1,95 @@
+"""Test helpers around the real broker: consume a topic, run a service as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+
+
+def consume(
+    bootstrap: str,
+    topic: str,
+    until: int | None = None,
+    timeout_s: float = 60.0,
+    idle_s: float = 2.0,
+) -> list:  # type: ignore[type-arg]
+    """Records of ``topic`` from the beginning: until ``until`` arrived (or timeout), or, with
+    ``until=None``, until nothing new came for ``idle_s``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest", consumer_timeout_ms=500)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        deadline = time.monotonic() + 30
+        while not parts and time.monotonic() < deadline:
+            time.sleep(0.2)
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list = []  # type: ignore[type-arg]
+        deadline = time.monotonic() + timeout_s
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=300)
+            for recs in batch.values():
+                out.extend(recs)
+                last_new = time.monotonic()
+            if until is not None and len(out) >= until:
+                break
+            if until is None and time.monotonic() - last_new > idle_s:
+                break
+        return out
+    finally:
+        consumer.close()
+
+
+@dataclass
+class ServiceProcess:
+    """``llmops run NAME`` in its own process, as it runs in production."""
+
+    name: str
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        """Start the service (it connects in the background)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "run", self.name],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parents[1], start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no flush, no commit."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log(self) -> str:
+        """What the service printed."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc is not None and self.proc.poll() is None

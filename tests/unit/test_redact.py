@@ -1,0 +1,70 @@
+"""Redaction: true positives become typed placeholders and are counted; ordinary numbers stay."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.ingestion.redact import DETECTORS, Redactor
+
+ALL = Redactor.named(DETECTORS)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("mail jane.doe+x@example.co.uk now", "email"),
+        ("call +44 20 7946 0958 today", "phone"),
+        ("call (555) 123-4567 today", "phone"),
+        ("call 555-123-4567 today", "phone"),
+        ("card 4111 1111 1111 1111 ok", "card"),
+        ("card 5500-0000-0000-0004 ok", "card"),
+        ("iban GB82 WEST 1234 5698 7654 32 ok", "iban"),
+        ("iban DE89370400440532013000 ok", "iban"),
+        ("ssn 123-45-6789 ok", "ssn"),
+        ("from 192.168.10.254 ok", "ip"),
+        ("from 2001:db8::8a2e:370:7334 ok", "ip"),
+    ],
+)
+def test_true_positives_are_replaced_and_counted(text: str, kind: str) -> None:
+    out, counts = ALL.redact(text)
+    assert counts == {kind: 1}, (out, counts)
+    assert f"[{kind.upper()}]" in out
+    assert out.startswith(text.split()[0])
+    assert out.endswith(text.split()[-1])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "released 2024-01-15 at 10:30:00",
+        "version 1.2.3 and v10.0.0.1 and version 2.4.0.1",
+        "pi is 3.14159, population 8045311447",
+        "order 1234567890123 shipped",  # 13 digits but not a card prefix
+        "card-like 4111 1111 1111 1112",  # fails the Luhn check
+        "GB82 WEST 1234 5698 7654 33",  # fails the IBAN check
+        "ISBN 978-3-16-148410-0, room 12-34",
+        "999.999.999.999 is not an address",
+        "ratio 16:9 at 12:30:45",
+    ],
+)
+def test_ordinary_numbers_dates_and_versions_are_left_alone(text: str) -> None:
+    out, counts = ALL.redact(text)
+    assert counts == {}
+    assert out == text
+
+
+def test_counts_several_of_each_kind() -> None:
+    text = "a@x.io b@y.io, 4111111111111111 and 10.0.0.1"
+    out, counts = ALL.redact(text)
+    assert counts == {"email": 2, "card": 1, "ip": 1}
+    assert out == "[EMAIL] [EMAIL], [CARD] and [IP]"
+
+
+def test_only_configured_detectors_run() -> None:
+    out, counts = Redactor.named(["email"]).redact("a@x.io 10.0.0.1")
+    assert (out, counts) == ("[EMAIL] 10.0.0.1", {"email": 1})
+
+
+def test_unknown_detector_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown detectors \\['passport'\\]"):
+        Redactor.named(["email", "passport"])

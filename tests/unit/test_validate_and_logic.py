@@ -1,0 +1,107 @@
+"""Validation names every rejection; the Ingestor turns valid events into exact batches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.ingestion.logic import Ingestor, Stale, chunk_id, content_hash
+from services.ingestion.settings import IngestionSettings
+from services.ingestion.validate import IngestError, parse_event
+from shared.events import ChunkBatch, ContentType, DocumentEvent, Op
+
+ING = Ingestor.from_settings(IngestionSettings(chunk_tokens=64, chunk_overlap=8))
+
+
+def raw(**fields: object) -> tuple[bytes, bytes]:
+    base: dict[str, object] = {"tenant": "acme", "doc_id": "d1", "version": 1, "content": "hi"}
+    base.update(fields)
+    return json.dumps(base).encode(), f"{base['tenant']}/{base['doc_id']}".encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "code"),
+    [
+        (b"{not json", b"acme/d1", "InvalidJSON"),
+        (b"\xff\xfe", b"acme/d1", "InvalidJSON"),
+        (b"[1, 2]", b"acme/d1", "SchemaError"),
+        (raw(version="one")[0], b"acme/d1", "SchemaError"),
+        (raw(op="upsertt")[0], b"acme/d1", "SchemaError"),
+        (raw(unknown_field=1)[0], b"acme/d1", "SchemaError"),
+        (raw(schema_version=9)[0], b"acme/d1", "SchemaError"),
+        (raw(tenant="Acme Corp")[0], b"Acme Corp/d1", "InvalidIdentifier"),
+        (raw(doc_id="../etc/passwd")[0], b"acme/../etc/passwd", "InvalidIdentifier"),
+        (raw(acl=["ok", "not ok"])[0], b"acme/d1", "InvalidIdentifier"),
+        (raw(content_type="application/pdf")[0], b"acme/d1", "UnsupportedContentType"),
+        (raw()[0], b"acme/other", "KeyMismatch"),
+        (raw()[0], None, "KeyMismatch"),
+        (None, b"acme/d1", "SchemaError"),
+        (raw(content="x" * 600_000)[0], b"acme/d1", "TooLarge"),
+    ],
+)
+def test_rejections_are_named(value: bytes | None, key: bytes | None, code: str) -> None:
+    with pytest.raises(IngestError) as info:
+        parse_event(value, key, max_bytes=512 * 1024)
+    assert info.value.code == code
+    assert str(info.value)
+
+
+def test_valid_event_parses() -> None:
+    ev = parse_event(*raw(acl=["b", "a", "a"]), max_bytes=1024)
+    assert ev.key == "acme/d1" and ev.acl == ["a", "b"] and ev.op is Op.UPSERT
+
+
+def test_upsert_becomes_an_exact_batch() -> None:
+    text = "# Title\n\nMail bob@example.com.   Twice  spaced.\r\n\r\n\r\nNext paragraph."
+    ev = DocumentEvent(tenant="acme", doc_id="a.md", version=3, content=text,
+                       content_type=ContentType.MARKDOWN, title="T", acl=["eng"])
+    batch = ING.process(ev.to_bytes(), ev.key.encode(), None)
+    assert isinstance(batch, ChunkBatch)
+    assert batch.redactions == {"email": 1}
+    assert [c.text for c in batch.chunks] == [
+        "# Title\n\nMail [EMAIL]. Twice spaced.\n\nNext paragraph."
+    ]
+    c = batch.chunks[0]
+    assert c.chunk_id == chunk_id("acme", "a.md", 0) and c.content_hash == content_hash(c.text)
+    assert (batch.version, batch.acl, batch.source_event_id) == (3, ["eng"], ev.event_id)
+    # a redelivery of the same event is recognisable: same id, same content
+    again = ING.process(ev.to_bytes(), ev.key.encode(), 3)
+    assert isinstance(again, ChunkBatch)
+    assert again.model_dump(exclude={"event_time"}) == batch.model_dump(exclude={"event_time"})
+
+
+def test_html_is_reduced_to_visible_text_nfc() -> None:
+    html = "<html><head><title>x</title><script>var a=1</script></head><body><p>Cafe\u0301</p>" \
+           "<p>two  words</p></body></html>"
+    ev = DocumentEvent(tenant="acme", doc_id="h", version=1, content=html,
+                       content_type=ContentType.HTML)
+    batch = ING.to_batch(ev)
+    assert batch.chunks[0].text == "Caf\u00e9\n\ntwo words"
+
+
+def test_stale_version_is_dropped_and_equal_version_passes() -> None:
+    value, key = raw(version=4)
+    assert isinstance(ING.process(value, key, 5), Stale)
+    assert isinstance(ING.process(value, key, 4), ChunkBatch)
+    assert isinstance(ING.process(value, key, None), ChunkBatch)
+
+
+def test_delete_passes_through_as_delete_batch() -> None:
+    ev = DocumentEvent(op=Op.DELETE, tenant="acme", doc_id="d1", version=9)
+    batch = ING.process(ev.to_bytes(), ev.key.encode(), 2)
+    assert isinstance(batch, ChunkBatch)
+    assert batch.op is Op.DELETE and batch.chunks == [] and batch.version == 9
+
+
+def test_empty_upsert_is_rejected() -> None:
+    with pytest.raises(IngestError) as info:
+        ING.process(*raw(content="  <b> </b> ", content_type="text/html"), None)
+    assert info.value.code == "EmptyContent"
+
+
+def test_chunk_size_is_capped_at_the_model_limit() -> None:
+    ing = Ingestor.from_settings(IngestionSettings(chunk_tokens=100_000))
+    assert ing.chunk_tokens == 256
+    batch = ing.to_batch(DocumentEvent(tenant="a", doc_id="b", version=1, content="w " * 5000))
+    assert max(c.token_count for c in batch.chunks) <= 256
