@@ -177,5 +177,15 @@ def ingest(paths: tuple[Path, ...], tenant: str, acl: tuple[str, ...],
     sys.exit(1 if summary.failed else 0)
 
 
+@main.command("dev")
+@click.argument("corpus", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--tenant", default="default", show_default=True, help="Tenant of the corpus.")
+def dev(corpus: tuple[Path, ...], tenant: str) -> None:
+    """Dev mode (`make run`): start the broker and the services, ingest CORPUS, keep serving."""
+    from services.dev import run_dev
+
+    run_dev(list(corpus), tenant)
+
+
 if __name__ == "__main__":
     main()

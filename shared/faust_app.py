@@ -34,6 +34,9 @@ def make_app(
         "web_enabled": False,
         "producer_acks": -1,
         "producer_max_request_size": 4 * 1024 * 1024,
+        # Batch produce requests: one request per record costs the broker and us dearly.
+        "producer_linger": 0.01,
+        "producer_max_batch_size": 512 * 1024,
         "topic_replication_factor": 1,
         "broker_commit_every": 500,
         "broker_commit_interval": 1.0,

@@ -1,0 +1,123 @@
+"""Ingestion throughput over Kafka versus the same work in-process, side by side in one run.
+
+Prints documents per second through the ingestion service (a separate process, consuming
+``ingest.documents`` and producing ``docs.chunks`` on a real broker) divided by documents per
+second for the same validation and chunking called in-process on the same documents.
+The service rate is measured between its first and last output record (broker timestamps),
+so worker start-up and group join are not counted.
+
+    python bench/ingest.py [--docs 2000] [--words 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.ingestion.logic import Ingestor  # noqa: E402
+from services.ingestion.settings import IngestionSettings  # noqa: E402
+from shared.events import DocumentEvent  # noqa: E402
+from shared.kafka.admin import create_topics  # noqa: E402
+from shared.kafka.broker import free_port, local_broker  # noqa: E402
+from shared.settings import PlatformSettings  # noqa: E402
+from shared.topics import DOCS_CHUNKS, INGEST_DOCUMENTS  # noqa: E402
+from shared.upstream import publish_documents  # noqa: E402
+from tests.kafka_helpers import ServiceProcess, consume  # noqa: E402
+
+VOCAB = ("data model stream kafka answer question tenant policy vector index update delete "
+         "customer invoice contract shipment report quarterly revenue engineer deploy").split()
+
+
+def make_docs(n: int, words: int, seed: int = 7) -> list[DocumentEvent]:
+    rnd = random.Random(seed)
+    docs = []
+    for i in range(n):
+        sentences = []
+        for _ in range(words // 10):
+            sentences.append(" ".join(rnd.choice(VOCAB) for _ in range(10)).capitalize() + ".")
+        paras = ["  ".join(sentences[j : j + 5]) for j in range(0, len(sentences), 5)]
+        body = "\n\n".join(paras) + f"\n\nContact owner{i}@example.com."
+        docs.append(DocumentEvent(tenant="bench", doc_id=f"doc-{i:05d}", version=1, content=body,
+                                  content_type="text/markdown", title=f"Doc {i}"))
+    return docs
+
+
+def _produced(bootstrap: str, topic: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
+        return sum(c.end_offsets(tps).values())
+    finally:
+        c.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--docs", type=int, default=2000)
+    ap.add_argument("--words", type=int, default=300)
+    args = ap.parse_args()
+    docs = make_docs(args.docs, args.words)
+
+    ingestor = Ingestor.from_settings(IngestionSettings())
+    raw = [(d.to_bytes(), d.key.encode()) for d in docs]
+
+    def in_process_rate() -> float:
+        t0 = time.perf_counter()
+        for value, key in raw:
+            ingestor.process(value, key, None).to_bytes()
+        return len(docs) / (time.perf_counter() - t0)
+
+    for value, key in raw[:50]:  # warm-up: regexes, tokenizer caches
+        ingestor.process(value, key, None)
+    before = in_process_rate()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = local_broker(tmp / "broker", PlatformSettings().cache_dir, free_port(),
+                              free_port())
+        broker.start()
+        bootstrap = broker.bootstrap
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    create_topics(bootstrap, prefix)
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_TOPIC_PREFIX=prefix,
+               LLMOPS_DATA_DIR=str(tmp / "data"), LLMOPS_LOG_LEVEL="warning")
+    service = ServiceProcess("ingestion", env, tmp / "ingestion.log")
+    try:
+        publish_documents(docs, bootstrap, prefix)
+        service.start()
+        # Watch end offsets only (cheap), so this process does not compete for the CPU.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and _produced(bootstrap, DOCS_CHUNKS.name(prefix)) < len(docs):
+            time.sleep(1.0)
+        out = consume(bootstrap, DOCS_CHUNKS.name(prefix), until=len(docs), timeout_s=120)
+        if len(out) < len(docs):
+            raise SystemExit(f"only {len(out)} of {len(docs)} batches came out; "
+                             f"see {service.log_path}")
+        stamps = sorted(r.timestamp for r in out)
+        over_kafka = (len(out) - 1) / ((stamps[-1] - stamps[0]) / 1000)
+    finally:
+        service.stop()
+        if broker:
+            broker.stop()
+    # The machine's speed drifts; take the in-process rate before and after the service run.
+    in_process = (before + in_process_rate()) / 2
+    print(f"documents: {len(docs)} x ~{args.words} words, topic {INGEST_DOCUMENTS.name(prefix)}")
+    print(f"in-process validate+normalise+redact+chunk: {in_process:8.1f} docs/s")
+    print(f"through the ingestion service over Kafka:   {over_kafka:8.1f} docs/s")
+    print(f"ratio service/in-process: {over_kafka / in_process:.2f}  (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    main()

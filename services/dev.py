@@ -1,0 +1,116 @@
+"""Dev mode: the broker, the topics and the services on this machine, plus the sample corpus."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from shared.events import ChunkBatch
+from shared.kafka.admin import create_topics
+from shared.settings import KafkaSettings, PlatformSettings, ensure_kafka
+from shared.topics import DOCS_CHUNKS
+from shared.upstream import events_from_paths, publish_documents
+
+SERVICES = ("ingestion",)
+
+
+def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        return {tp.partition: off for tp, off in c.end_offsets(tps).items()}
+    finally:
+        c.close()
+
+
+def _wait_for_batches(bootstrap: str, topic: str, start: dict[int, int], keys: set[str],
+                      timeout_s: float) -> dict[str, ChunkBatch]:
+    """ChunkBatches for ``keys`` published after ``start`` offsets."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    got: dict[str, ChunkBatch] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in start]
+        c.assign(tps)
+        for tp in tps:
+            c.seek(tp, start[tp.partition])
+        deadline = time.monotonic() + timeout_s
+        while keys - got.keys() and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=500).values():
+                for r in recs:
+                    b = ChunkBatch.from_bytes(r.value)
+                    if b.key in keys:
+                        got[b.key] = b
+        return got
+    finally:
+        c.close()
+
+
+def run_dev(corpus: list[Path], tenant: str = "default") -> None:
+    """Start everything, index the corpus, report, then keep serving until Ctrl-C."""
+    kafka, platform = KafkaSettings(), PlatformSettings()
+    click.secho("==> Kafka", bold=True)
+    bootstrap = ensure_kafka(kafka, platform)
+    click.echo(f"    broker on {bootstrap}")
+    created = create_topics(bootstrap, kafka.topic_prefix)
+    click.echo(f"    topics: {len(created)} created, the rest existed")
+
+    log_dir = platform.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    click.secho("==> services", bold=True)
+    for name in SERVICES:
+        log_path = log_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "run", name],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        click.echo(f"    {name}: pid {procs[name].pid}, log {log_path}")
+    try:
+        click.secho("==> sample corpus", bold=True)
+        items = list(events_from_paths(corpus, tenant))
+        keys = {i.key for i in items if not isinstance(i, Exception)}
+        start = _end_offsets(bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix))
+        summary = publish_documents(items, bootstrap, kafka.topic_prefix, progress=True,
+                                    total=len(items))
+        click.echo(f"    published {summary.sent} documents ({summary.bytes} bytes), "
+                   f"{summary.failed} failed")
+        for err in summary.errors:
+            click.echo(f"    failed: {err}")
+        batches = _wait_for_batches(bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix), start,
+                                    keys, timeout_s=120)
+        for key in sorted(keys):
+            b = batches.get(key)
+            if b is None:
+                click.echo(f"    {key:<40} not ingested yet (see {log_dir}/ingestion.log)")
+                continue
+            tokens = sum(c.token_count for c in b.chunks)
+            red = ", ".join(f"{k}={v}" for k, v in sorted(b.redactions.items())) or "none"
+            click.echo(f"    {key:<40} {len(b.chunks):>3} chunks {tokens:>6} tokens  "
+                       f"redacted: {red}")
+        click.secho(f"==> running; Ctrl-C stops the services (the broker keeps running; "
+                    f"`llmops kafka stop` stops it)", bold=True)
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(1)
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        raise click.ClickException(f"service(s) {dead} exited; see {log_dir}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()

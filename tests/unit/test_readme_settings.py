@@ -1,0 +1,37 @@
+"""The README's settings table names every setting, so it cannot silently fall behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings
+
+from services.ingestion.settings import IngestionSettings
+from shared.settings import KafkaSettings, PlatformSettings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def env_names(cls: type[BaseSettings]) -> list[str]:
+    prefix = cls.model_config.get("env_prefix", "")
+    return [
+        f"{prefix}{name}".upper()
+        for name, field in cls.model_fields.items()
+        if not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings))
+    ]
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    missing = [
+        n
+        for cls in (KafkaSettings, PlatformSettings, IngestionSettings)
+        for n in env_names(cls)
+        if f"`{n}`" not in README
+    ]
+    assert missing == []
+
+
+def test_every_field_has_a_description() -> None:
+    for cls in (KafkaSettings, PlatformSettings, IngestionSettings):
+        for name, field in cls.model_fields.items():
+            assert field.description, f"{cls.__name__}.{name}"
