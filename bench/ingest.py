@@ -32,8 +32,29 @@ from shared.topics import DOCS_CHUNKS, INGEST_DOCUMENTS  # noqa: E402
 from shared.upstream import publish_documents  # noqa: E402
 from tests.kafka_helpers import ServiceProcess, consume  # noqa: E402
 
-VOCAB = ("data model stream kafka answer question tenant policy vector index update delete "
-         "customer invoice contract shipment report quarterly revenue engineer deploy").split()
+VOCAB = [
+    "data",
+    "model",
+    "stream",
+    "kafka",
+    "answer",
+    "question",
+    "tenant",
+    "policy",
+    "vector",
+    "index",
+    "update",
+    "delete",
+    "customer",
+    "invoice",
+    "contract",
+    "shipment",
+    "report",
+    "quarterly",
+    "revenue",
+    "engineer",
+    "deploy",
+]
 
 
 def make_docs(n: int, words: int, seed: int = 7) -> list[DocumentEvent]:
@@ -45,8 +66,16 @@ def make_docs(n: int, words: int, seed: int = 7) -> list[DocumentEvent]:
             sentences.append(" ".join(rnd.choice(VOCAB) for _ in range(10)).capitalize() + ".")
         paras = ["  ".join(sentences[j : j + 5]) for j in range(0, len(sentences), 5)]
         body = "\n\n".join(paras) + f"\n\nContact owner{i}@example.com."
-        docs.append(DocumentEvent(tenant="bench", doc_id=f"doc-{i:05d}", version=1, content=body,
-                                  content_type="text/markdown", title=f"Doc {i}"))
+        docs.append(
+            DocumentEvent(
+                tenant="bench",
+                doc_id=f"doc-{i:05d}",
+                version=1,
+                content=body,
+                content_type="text/markdown",
+                title=f"Doc {i}",
+            )
+        )
     return docs
 
 
@@ -85,26 +114,35 @@ def main() -> None:
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        broker = local_broker(tmp / "broker", PlatformSettings().cache_dir, free_port(),
-                              free_port())
+        broker = local_broker(
+            tmp / "broker", PlatformSettings().cache_dir, free_port(), free_port()
+        )
         broker.start()
         bootstrap = broker.bootstrap
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     create_topics(bootstrap, prefix)
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_TOPIC_PREFIX=prefix,
-               LLMOPS_DATA_DIR=str(tmp / "data"), LLMOPS_LOG_LEVEL="warning")
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        KAFKA_TOPIC_PREFIX=prefix,
+        LLMOPS_DATA_DIR=str(tmp / "data"),
+        LLMOPS_LOG_LEVEL="warning",
+    )
     service = ServiceProcess("ingestion", env, tmp / "ingestion.log")
     try:
         publish_documents(docs, bootstrap, prefix)
         service.start()
         # Watch end offsets only (cheap), so this process does not compete for the CPU.
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and _produced(bootstrap, DOCS_CHUNKS.name(prefix)) < len(docs):
+        while time.monotonic() < deadline and _produced(bootstrap, DOCS_CHUNKS.name(prefix)) < len(
+            docs
+        ):
             time.sleep(1.0)
         out = consume(bootstrap, DOCS_CHUNKS.name(prefix), until=len(docs), timeout_s=120)
         if len(out) < len(docs):
-            raise SystemExit(f"only {len(out)} of {len(docs)} batches came out; "
-                             f"see {service.log_path}")
+            raise SystemExit(
+                f"only {len(out)} of {len(docs)} batches came out; see {service.log_path}"
+            )
         stamps = sorted(r.timestamp for r in out)
         over_kafka = (len(out) - 1) / ((stamps[-1] - stamps[0]) / 1000)
     finally:

@@ -19,8 +19,14 @@ def _local_broker():  # type: ignore[no-untyped-def]
     from shared.kafka.broker import local_broker
 
     k, p = KafkaSettings(), PlatformSettings()
-    return local_broker(p.data_dir, p.cache_dir, k.local_port, k.local_controller_port,
-                        k.local_heap, k.start_timeout_s)
+    return local_broker(
+        p.data_dir,
+        p.cache_dir,
+        k.local_port,
+        k.local_controller_port,
+        k.local_heap,
+        k.start_timeout_s,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,8 +60,10 @@ def kafka_start() -> None:
         return
     broker = _local_broker()
     started = broker.start()
-    click.echo(f"broker {'started' if started else 'already running'} on {broker.bootstrap} "
-               f"(log: {broker.log_file})")
+    click.echo(
+        f"broker {'started' if started else 'already running'} on {broker.bootstrap} "
+        f"(log: {broker.log_file})"
+    )
 
 
 @kafka.command("stop")
@@ -97,8 +105,9 @@ def topics_create() -> None:
     created = create_topics(_bootstrap(), prefix)
     for t in TOPICS:
         state = "created" if t.name(prefix) in created else "exists"
-        click.echo(f"{t.name(prefix):<28} {state:<8} partitions={t.partitions} "
-                   f"cleanup={t.cleanup_policy}")
+        click.echo(
+            f"{t.name(prefix):<28} {state:<8} partitions={t.partitions} cleanup={t.cleanup_policy}"
+        )
 
 
 @topics.command("list")
@@ -107,8 +116,10 @@ def topics_list() -> None:
     from shared.topics import TOPICS
 
     for t in TOPICS:
-        click.echo(f"{t.base_name:<20} {t.partitions:>2}p {t.cleanup_policy:<8} key={t.key:<14} "
-                   f"value={t.value_model.__name__}  {t.description}")
+        click.echo(
+            f"{t.base_name:<20} {t.partitions:>2}p {t.cleanup_policy:<8} key={t.key:<14} "
+            f"value={t.value_model.__name__}  {t.description}"
+        )
 
 
 @main.group()
@@ -148,11 +159,21 @@ def run(service: str) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--tenant", default="default", show_default=True, help="Tenant of the files.")
 @click.option("--acl", multiple=True, help="Group allowed to read the files (repeatable).")
-@click.option("--delete", "deletes", multiple=True, metavar="TENANT/DOC_ID",
-              help="Publish a delete for this document (repeatable).")
+@click.option(
+    "--delete",
+    "deletes",
+    multiple=True,
+    metavar="TENANT/DOC_ID",
+    help="Publish a delete for this document (repeatable).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def ingest(paths: tuple[Path, ...], tenant: str, acl: tuple[str, ...],
-           deletes: tuple[str, ...], no_progress: bool) -> None:
+def ingest(
+    paths: tuple[Path, ...],
+    tenant: str,
+    acl: tuple[str, ...],
+    deletes: tuple[str, ...],
+    no_progress: bool,
+) -> None:
     """Publish files and folders (.txt, .md, .html, .jsonl of DocumentEvents) to ingestion.
 
     A folder's doc ids are paths relative to it; each publish gets a new version.
@@ -169,8 +190,13 @@ def ingest(paths: tuple[Path, ...], tenant: str, acl: tuple[str, ...],
         items += list(events_from_paths(paths, tenant, list(acl)))
     except InputError as exc:
         raise click.ClickException(str(exc)) from exc
-    summary = publish_documents(items, _bootstrap(), KafkaSettings().topic_prefix,
-                                progress=not no_progress, total=len(items))
+    summary = publish_documents(
+        items,
+        _bootstrap(),
+        KafkaSettings().topic_prefix,
+        progress=not no_progress,
+        total=len(items),
+    )
     for err in summary.errors:
         click.echo(f"failed: {err}", err=True)
     click.echo(f"sent {summary.sent}, failed {summary.failed}, {summary.bytes} bytes")

@@ -30,8 +30,9 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         c.close()
 
 
-def _wait_for_batches(bootstrap: str, topic: str, start: dict[int, int], keys: set[str],
-                      timeout_s: float) -> dict[str, ChunkBatch]:
+def _wait_for_batches(
+    bootstrap: str, topic: str, start: dict[int, int], keys: set[str], timeout_s: float
+) -> dict[str, ChunkBatch]:
     """ChunkBatches for ``keys`` published after ``start`` offsets."""
     from kafka import KafkaConsumer, TopicPartition
 
@@ -73,7 +74,9 @@ def run_dev(corpus: list[Path], tenant: str = "default") -> None:
         with log_path.open("ab") as log:
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", "run", name],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         click.echo(f"    {name}: pid {procs[name].pid}, log {log_path}")
     try:
@@ -81,14 +84,18 @@ def run_dev(corpus: list[Path], tenant: str = "default") -> None:
         items = list(events_from_paths(corpus, tenant))
         keys = {i.key for i in items if not isinstance(i, Exception)}
         start = _end_offsets(bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix))
-        summary = publish_documents(items, bootstrap, kafka.topic_prefix, progress=True,
-                                    total=len(items))
-        click.echo(f"    published {summary.sent} documents ({summary.bytes} bytes), "
-                   f"{summary.failed} failed")
+        summary = publish_documents(
+            items, bootstrap, kafka.topic_prefix, progress=True, total=len(items)
+        )
+        click.echo(
+            f"    published {summary.sent} documents ({summary.bytes} bytes), "
+            f"{summary.failed} failed"
+        )
         for err in summary.errors:
             click.echo(f"    failed: {err}")
-        batches = _wait_for_batches(bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix), start,
-                                    keys, timeout_s=120)
+        batches = _wait_for_batches(
+            bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix), start, keys, timeout_s=120
+        )
         for key in sorted(keys):
             b = batches.get(key)
             if b is None:
@@ -96,10 +103,14 @@ def run_dev(corpus: list[Path], tenant: str = "default") -> None:
                 continue
             tokens = sum(c.token_count for c in b.chunks)
             red = ", ".join(f"{k}={v}" for k, v in sorted(b.redactions.items())) or "none"
-            click.echo(f"    {key:<40} {len(b.chunks):>3} chunks {tokens:>6} tokens  "
-                       f"redacted: {red}")
-        click.secho(f"==> running; Ctrl-C stops the services (the broker keeps running; "
-                    f"`llmops kafka stop` stops it)", bold=True)
+            click.echo(
+                f"    {key:<40} {len(b.chunks):>3} chunks {tokens:>6} tokens  redacted: {red}"
+            )
+        click.secho(
+            "==> running; Ctrl-C stops the services (the broker keeps running; "
+            "`llmops kafka stop` stops it)",
+            bold=True,
+        )
         while all(p.poll() is None for p in procs.values()):
             time.sleep(1)
         dead = [n for n, p in procs.items() if p.poll() is not None]

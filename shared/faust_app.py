@@ -15,7 +15,7 @@ from shared.topics import Topic
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[EventT], Awaitable[None]]
+Handler = Callable[[EventT[Any]], Awaitable[None]]
 
 
 def make_app(
@@ -59,7 +59,10 @@ def faust_topic(app: faust.App, topic: Topic, prefix: str) -> TopicT:
 
 
 async def consume_with_dlq(
-    stream: StreamT, handler: Handler, dlq: TopicT, stage: str,
+    stream: StreamT[Any],
+    handler: Handler,
+    dlq: TopicT,
+    stage: str,
     on_error: Callable[[str], None] | None = None,
 ) -> None:
     """Run ``handler`` per event; any exception dead-letters that event and the loop goes on.
@@ -74,12 +77,23 @@ async def consume_with_dlq(
             msg = event.message
             error_type = getattr(exc, "code", None) or type(exc).__name__
             dl = dead_letter(
-                topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                key=msg.key, value=msg.value, stage=stage,
-                error_type=error_type, error_message=str(exc) or repr(exc),
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                value=msg.value,
+                stage=stage,
+                error_type=error_type,
+                error_message=str(exc) or repr(exc),
             )
-            log.warning("dead-lettered %s[%d]@%d: %s: %s", msg.topic, msg.partition,
-                        msg.offset, error_type, dl.error_message[:200])
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s: %s",
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                error_type,
+                dl.error_message[:200],
+            )
             await dlq.send(key=msg.key, value=dl.to_bytes(), headers=dlq_headers(dl))
             if on_error is not None:
                 on_error(error_type)

@@ -69,12 +69,18 @@ class KafkaSettings(BaseSettings):
 
 
 def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
-    """Bootstrap address to use: the configured cluster, else the local broker, started if needed."""
+    """The cluster to use: the configured one, else the local broker, started if needed."""
     if kafka.bootstrap_servers:
         return kafka.bootstrap_servers
     from shared.kafka.broker import local_broker
 
-    broker = local_broker(platform.data_dir, platform.cache_dir, kafka.local_port,
-                          kafka.local_controller_port, kafka.local_heap, kafka.start_timeout_s)
+    broker = local_broker(
+        platform.data_dir,
+        platform.cache_dir,
+        kafka.local_port,
+        kafka.local_controller_port,
+        kafka.local_heap,
+        kafka.start_timeout_s,
+    )
     broker.start()
     return broker.bootstrap

@@ -82,8 +82,10 @@ def events_from_paths(
                 try:
                     yield DocumentEvent.model_validate_json(line)
                 except ValidationError as exc:
-                    yield InputError(f"{f}:{n}: {exc.errors()[0]['msg']} at "
-                                     f"{'.'.join(map(str, exc.errors()[0]['loc']))}")
+                    yield InputError(
+                        f"{f}:{n}: {exc.errors()[0]['msg']} at "
+                        f"{'.'.join(map(str, exc.errors()[0]['loc']))}"
+                    )
             continue
         if suffix not in SUFFIX_TYPES:
             yield InputError(f"{f}: unsupported file type {suffix!r}; use {SUPPORTED_SUFFIXES}")
@@ -145,8 +147,9 @@ def publish_documents(
                 summary.errors.append(str(item))
                 continue
             value = item.to_bytes()
-            futures.append((item.key, len(value), producer.send(
-                topic, key=item.key.encode(), value=value)))
+            futures.append(
+                (item.key, len(value), producer.send(topic, key=item.key.encode(), value=value))
+            )
         producer.flush()
         for key, size, fut in futures:
             try:

@@ -22,8 +22,12 @@ def consume(
 ) -> list:  # type: ignore[type-arg]
     """Records of ``topic`` from the beginning: until ``until`` arrived (or timeout), or, with
     ``until=None``, until nothing new came for ``idle_s``."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=500)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=500,
+    )
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         deadline = time.monotonic() + 30
@@ -65,8 +69,11 @@ class ServiceProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", "run", self.name],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                cwd=Path(__file__).resolve().parents[1], start_new_session=True,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parents[1],
+                start_new_session=True,
             )
 
     def kill(self) -> None:

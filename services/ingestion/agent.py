@@ -40,8 +40,12 @@ def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
         result = ingestor.process(msg.value, msg.key, newest.get(key) if key else None)
         if isinstance(result, Stale):
             stats["stale_dropped"] += 1
-            log.info("dropped stale %s v%d (newest seen v%d)", result.event.key,
-                     result.event.version, result.newest)
+            log.info(
+                "dropped stale %s v%d (newest seen v%d)",
+                result.event.key,
+                result.event.version,
+                result.newest,
+            )
             return
         await chunks.send(key=result.key.encode(), value=result.to_bytes())
         newest[result.key] = result.version

@@ -47,9 +47,10 @@ def broker_classpath(cache_dir: Path, infra_dir: Path = INFRA_DIR) -> str:
     tmp = cp_file.with_suffix(".tmp")
     log.info("fetching the Kafka broker's jars with Maven (first start only)")
     proc = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(pom), "dependency:build-classpath",
-         f"-Dmdep.outputFile={tmp}"],
-        capture_output=True, text=True, check=False,
+        [mvn, "-q", "-B", "-f", str(pom), "dependency:build-classpath", f"-Dmdep.outputFile={tmp}"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0 or not tmp.exists():
         raise BrokerError(f"Maven could not resolve the broker:\n{proc.stdout}\n{proc.stderr}")
@@ -161,12 +162,25 @@ class LocalBroker:
             return
         cluster_id = base64_uuid()
         proc = subprocess.run(
-            ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(config)],
-            capture_output=True, text=True, check=False,
+            [
+                "java",
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
-            raise BrokerError(f"formatting the broker's storage failed:\n{proc.stdout}{proc.stderr}")
+            raise BrokerError(
+                f"formatting the broker's storage failed:\n{proc.stdout}{proc.stderr}"
+            )
 
     def start(self) -> bool:
         """Start the broker unless one already answers; return True if this call started it."""
@@ -184,11 +198,21 @@ class LocalBroker:
             self._format(classpath, config)
             with self.log_file.open("ab") as out:
                 proc = subprocess.Popen(
-                    ["java", f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
-                     "-Djava.awt.headless=true",
-                     f"-Dlog4j2.configurationFile={INFRA_DIR / 'log4j2.properties'}",
-                     "-cp", classpath, "kafka.Kafka", str(config)],
-                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    [
+                        "java",
+                        f"-Xmx{self.heap}",
+                        f"-Xms{self.heap}",
+                        "-XX:+UseG1GC",
+                        "-Djava.awt.headless=true",
+                        f"-Dlog4j2.configurationFile={INFRA_DIR / 'log4j2.properties'}",
+                        "-cp",
+                        classpath,
+                        "kafka.Kafka",
+                        str(config),
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
                     start_new_session=True,  # outlives the CLI that started it
                 )
             self._proc = proc
@@ -230,8 +254,20 @@ def base64_uuid() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def local_broker(data_dir: Path, cache_dir: Path, port: int, controller_port: int,
-                 heap: str = "512m", start_timeout_s: float = 90.0) -> LocalBroker:
+def local_broker(
+    data_dir: Path,
+    cache_dir: Path,
+    port: int,
+    controller_port: int,
+    heap: str = "512m",
+    start_timeout_s: float = 90.0,
+) -> LocalBroker:
     """The broker whose state lives under ``data_dir/kafka``."""
-    return LocalBroker(run_dir=data_dir / "kafka", port=port, controller_port=controller_port,
-                       cache_dir=cache_dir, heap=heap, start_timeout_s=start_timeout_s)
+    return LocalBroker(
+        run_dir=data_dir / "kafka",
+        port=port,
+        controller_port=controller_port,
+        cache_dir=cache_dir,
+        heap=heap,
+        start_timeout_s=start_timeout_s,
+    )

@@ -18,15 +18,24 @@ pytestmark = pytest.mark.integration
 
 
 def llmops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=180, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def test_kafka_start_status_stop(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     port = free_port()
-    env.update(LLMOPS_DATA_DIR=str(tmp_path), KAFKA_LOCAL_PORT=str(port),
-               KAFKA_LOCAL_CONTROLLER_PORT=str(free_port()))
+    env.update(
+        LLMOPS_DATA_DIR=str(tmp_path),
+        KAFKA_LOCAL_PORT=str(port),
+        KAFKA_LOCAL_CONTROLLER_PORT=str(free_port()),
+    )
     try:
         assert llmops("kafka", "status", env=env).returncode == 1
         first = llmops("kafka", "start", env=env)
@@ -63,8 +72,9 @@ def test_topics_create_is_idempotent_and_configured(kafka_bootstrap: str) -> Non
         meta = {t["name"]: t for t in admin.describe_topics([t.name(prefix) for t in TOPICS])}
         for t in TOPICS:
             assert len(meta[t.name(prefix)]["partitions"]) == t.partitions
-        res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC,
-                                                     DOCS_CHUNKS.name(prefix))])
+        res = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, DOCS_CHUNKS.name(prefix))]
+        )
         configs = res["topic"][DOCS_CHUNKS.name(prefix)]
         assert configs["cleanup.policy"]["value"] == "compact"
         assert configs["retention.ms"]["value"] == "-1"

@@ -43,20 +43,40 @@ def test_upserts_deletes_stale_and_malformed(
         f"Paragraph {i}. Reach me at user{i}@example.com or 555-201-{1000 + i}. " * 6
         for i in range(20)
     )
-    up1 = DocumentEvent(tenant="acme", doc_id="guide", version=1, content=long_text,
-                        title="Guide", acl=["eng"], content_type="text/markdown")
+    up1 = DocumentEvent(
+        tenant="acme",
+        doc_id="guide",
+        version=1,
+        content=long_text,
+        title="Guide",
+        acl=["eng"],
+        content_type="text/markdown",
+    )
     up2 = DocumentEvent(tenant="acme", doc_id="guide", version=2, content="Short now.")
     stale = DocumentEvent(tenant="acme", doc_id="guide", version=1, content="late and stale")
-    other = DocumentEvent(tenant="beta", doc_id="x.html", version=7,
-                          content="<p>Hello <b>there</b></p>", content_type="text/html")
+    other = DocumentEvent(
+        tenant="beta",
+        doc_id="x.html",
+        version=7,
+        content="<p>Hello <b>there</b></p>",
+        content_type="text/html",
+    )
     delete = DocumentEvent(op=Op.DELETE, tenant="beta", doc_id="x.html", version=8)
     bad = [
         (b"acme/broken", b"{this is not json"),
         (b"acme/noschema", json.dumps({"tenant": "acme", "doc_id": "noschema"}).encode()),
-        (b"acme/big", DocumentEvent(tenant="acme", doc_id="big", version=1,
-                                    content="y" * (MAX_BYTES + 10)).to_bytes()),
-        (b"Acme Corp/x", json.dumps({"tenant": "Acme Corp", "doc_id": "x", "version": 1,
-                                     "content": "c"}).encode()),
+        (
+            b"acme/big",
+            DocumentEvent(
+                tenant="acme", doc_id="big", version=1, content="y" * (MAX_BYTES + 10)
+            ).to_bytes(),
+        ),
+        (
+            b"Acme Corp/x",
+            json.dumps(
+                {"tenant": "Acme Corp", "doc_id": "x", "version": 1, "content": "c"}
+            ).encode(),
+        ),
     ]
     # Bad events interleaved with good ones, on the same documents' partition where possible.
     records = [
@@ -80,7 +100,9 @@ def test_upserts_deletes_stale_and_malformed(
     out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=2)
 
     ingestor = Ingestor.from_settings(IngestionSettings(max_event_bytes=MAX_BYTES))
-    expected = {(e.key, e.version): comparable(ingestor.to_batch(e)) for e in (up1, up2, other, delete)}
+    expected = {
+        (e.key, e.version): comparable(ingestor.to_batch(e)) for e in (up1, up2, other, delete)
+    }
     got = {}
     for rec in out:
         batch = ChunkBatch.from_bytes(rec.value)
@@ -89,8 +111,7 @@ def test_upserts_deletes_stale_and_malformed(
     assert got == expected
     assert len(out) == 4, "the stale version produced no batch"
     # order per document is kept
-    guide_versions = [ChunkBatch.from_bytes(r.value).version for r in out
-                      if r.key == b"acme/guide"]
+    guide_versions = [ChunkBatch.from_bytes(r.value).version for r in out if r.key == b"acme/guide"]
     assert guide_versions == [1, 2]
     first = got[("acme/guide", 1)]
     assert len(first["chunks"]) > 2 and first["redactions"] == {"email": 120, "phone": 120}
@@ -118,8 +139,12 @@ def test_sigkill_mid_stream_loses_nothing(
     service = start_service("ingestion")
     src = INGEST_DOCUMENTS.name(topic_prefix)
     events = [
-        DocumentEvent(tenant="acme", doc_id=f"doc-{i:03d}", version=1,
-                      content=" ".join(f"Sentence {j} of document {i}." for j in range(40)))
+        DocumentEvent(
+            tenant="acme",
+            doc_id=f"doc-{i:03d}",
+            version=1,
+            content=" ".join(f"Sentence {j} of document {i}." for j in range(40)),
+        )
         for i in range(500)
     ]
     records = [(e.key.encode(), e.to_bytes()) for e in events]

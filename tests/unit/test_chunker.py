@@ -14,7 +14,9 @@ TOK = load_tokenizer()
 
 words = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12)
 prose = st.lists(
-    st.tuples(st.lists(words, min_size=1, max_size=30), st.sampled_from([". ", "! ", "\n", "\n\n", " "])),
+    st.tuples(
+        st.lists(words, min_size=1, max_size=30), st.sampled_from([". ", "! ", "\n", "\n\n", " "])
+    ),
     max_size=40,
 ).map(lambda parts: "".join(" ".join(ws) + sep for ws, sep in parts))
 any_text = st.one_of(st.text(max_size=3000), prose)
@@ -40,7 +42,9 @@ def check(text: str, max_tokens: int, overlap: int) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=any_text, max_tokens=st.sampled_from([8, 16, 48, 256]), overlap=st.sampled_from([0, 4, 32]))
+@given(
+    text=any_text, max_tokens=st.sampled_from([8, 16, 48, 256]), overlap=st.sampled_from([0, 4, 32])
+)
 def test_any_text_is_chunked_within_limit_in_order_and_covered(
     text: str, max_tokens: int, overlap: int
 ) -> None:

@@ -18,7 +18,7 @@ def test_files_and_folders_become_events(tmp_path: Path) -> None:
     (tmp_path / "c.txt").write_text("plain")
     (tmp_path / "skip.bin").write_bytes(b"\0")
     good = DocumentEvent(tenant="t2", doc_id="j1", version=5, content="from jsonl")
-    (tmp_path / "d.jsonl").write_text(good.model_dump_json() + "\n\n{\"tenant\": \"x\"}\n")
+    (tmp_path / "d.jsonl").write_text(good.model_dump_json() + '\n\n{"tenant": "x"}\n')
     items = list(events_from_paths([tmp_path], tenant="acme", acl=["eng"]))
     events = [i for i in items if isinstance(i, DocumentEvent)]
     errors = [i for i in items if isinstance(i, InputError)]
@@ -44,12 +44,27 @@ def test_delete_event_parses_tenant_and_doc() -> None:
 def test_schema_export(tmp_path: Path) -> None:
     files = export_schemas(tmp_path)
     names = {f.name for f in files}
-    assert names == {"ChunkBatch.schema.json", "DeadLetter.schema.json",
-                     "DocumentEvent.schema.json"}
+    assert names == {
+        "ChunkBatch.schema.json",
+        "DeadLetter.schema.json",
+        "DocumentEvent.schema.json",
+    }
     doc = json.loads((tmp_path / "DocumentEvent.schema.json").read_text())
-    assert {"schema_version", "event_id", "event_time", "op", "tenant", "doc_id", "version",
-            "source", "title", "content", "content_type", "metadata", "acl"} <= set(
-        doc["properties"])
+    assert {
+        "schema_version",
+        "event_id",
+        "event_time",
+        "op",
+        "tenant",
+        "doc_id",
+        "version",
+        "source",
+        "title",
+        "content",
+        "content_type",
+        "metadata",
+        "acl",
+    } <= set(doc["properties"])
 
 
 def test_topics_are_unique_and_chunks_compacted() -> None:

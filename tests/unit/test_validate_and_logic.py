@@ -54,8 +54,15 @@ def test_valid_event_parses() -> None:
 
 def test_upsert_becomes_an_exact_batch() -> None:
     text = "# Title\n\nMail bob@example.com.   Twice  spaced.\r\n\r\n\r\nNext paragraph."
-    ev = DocumentEvent(tenant="acme", doc_id="a.md", version=3, content=text,
-                       content_type=ContentType.MARKDOWN, title="T", acl=["eng"])
+    ev = DocumentEvent(
+        tenant="acme",
+        doc_id="a.md",
+        version=3,
+        content=text,
+        content_type=ContentType.MARKDOWN,
+        title="T",
+        acl=["eng"],
+    )
     batch = ING.process(ev.to_bytes(), ev.key.encode(), None)
     assert isinstance(batch, ChunkBatch)
     assert batch.redactions == {"email": 1}
@@ -72,10 +79,13 @@ def test_upsert_becomes_an_exact_batch() -> None:
 
 
 def test_html_is_reduced_to_visible_text_nfc() -> None:
-    html = "<html><head><title>x</title><script>var a=1</script></head><body><p>Cafe\u0301</p>" \
-           "<p>two  words</p></body></html>"
-    ev = DocumentEvent(tenant="acme", doc_id="h", version=1, content=html,
-                       content_type=ContentType.HTML)
+    html = (
+        "<html><head><title>x</title><script>var a=1</script></head><body><p>Cafe\u0301</p>"
+        "<p>two  words</p></body></html>"
+    )
+    ev = DocumentEvent(
+        tenant="acme", doc_id="h", version=1, content=html, content_type=ContentType.HTML
+    )
     batch = ING.to_batch(ev)
     assert batch.chunks[0].text == "Caf\u00e9\n\ntwo words"
 
