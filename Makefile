@@ -18,7 +18,9 @@ INSTALLED := .llmops/.installed-$(LOCK_HASH)
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(READY): requirements.lock
+# No file prerequisite on purpose: the lock's hash is in the path, and a fresh clone's newer
+# file times must not rebuild a virtualenv that is already complete.
+$(READY):
 	@echo "==> creating $(VENV) from requirements.lock (first time only; torch is large)"
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
