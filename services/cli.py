@@ -138,7 +138,7 @@ def schemas_export(directory: Path) -> None:
 
 
 @main.command("run")
-@click.argument("service", type=click.Choice(["ingestion"]))
+@click.argument("service", type=click.Choice(["ingestion", "embedding"]))
 def run(service: str) -> None:
     """Run one service as a faust worker until interrupted (creates missing topics first)."""
     from shared.kafka.admin import create_topics
@@ -152,6 +152,13 @@ def run(service: str) -> None:
         settings = ingestion_settings()
         create_topics(bootstrap, settings.kafka.topic_prefix)
         app = build_app(settings, bootstrap)
+    else:
+        from services.embedding.agent import build_app as build_embedding
+        from services.embedding.settings import embedding_settings
+
+        esettings = embedding_settings()
+        create_topics(bootstrap, esettings.kafka.topic_prefix)
+        app = build_embedding(esettings, bootstrap)
     run_worker(app, loglevel=PlatformSettings().log_level)
 
 
@@ -201,6 +208,80 @@ def ingest(
         click.echo(f"failed: {err}", err=True)
     click.echo(f"sent {summary.sent}, failed {summary.failed}, {summary.bytes} bytes")
     sys.exit(1 if summary.failed else 0)
+
+
+def _open_store():  # type: ignore[no-untyped-def]
+    from shared.settings import QdrantSettings
+    from shared.vector_store import StoreLocked, VectorStore
+
+    try:
+        return VectorStore.open(QdrantSettings(), PlatformSettings(), KafkaSettings().topic_prefix)
+    except StoreLocked as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("reindex")
+@click.option(
+    "--model",
+    default=None,
+    help="Embedding model: the packaged all-MiniLM-L6-v2 "
+    "(default: EMBEDDING_MODEL) or a local sentence-transformers folder.",
+)
+@click.option("--drop-old", is_flag=True, help="Delete the previous collection after the swap.")
+def reindex_cmd(model: str | None, drop_old: bool) -> None:
+    """Build a new collection by replaying docs.chunks, then swap the alias to it.
+
+    Readers use the alias throughout, so they keep being served by the old collection until
+    the swap. With the embedded store, stop the embedding service first (one process only).
+    """
+    from services.embedding.reindex import reindex
+    from services.embedding.settings import embedding_settings
+    from shared.embedder import Embedder
+
+    settings = embedding_settings()
+    store = _open_store()
+    try:
+        res = reindex(
+            store,
+            Embedder(model or settings.model),
+            _bootstrap(),
+            settings.kafka.topic_prefix,
+            settings.batch_size,
+            keep_old=not drop_old,
+            progress=True,
+        )
+    finally:
+        store.close()
+    click.echo(
+        f"alias {store.alias} -> {res.collection} ({res.points} points from "
+        f"{res.records} records; previous: {res.previous}"
+        f"{', dropped' if drop_old and res.previous else ''})"
+    )
+
+
+@main.group()
+def index() -> None:
+    """Inspect the vector store."""
+
+
+@index.command("stats")
+def index_stats() -> None:
+    """Points per tenant, the model, and the last indexed time of the active collection."""
+    store = _open_store()
+    try:
+        st = store.stats()
+    finally:
+        store.close()
+    if st["collection"] is None:
+        click.echo(f"alias {st['alias']} points at no collection yet (nothing indexed)")
+        return
+    click.echo(f"alias {st['alias']} -> {st['collection']}")
+    click.echo(
+        f"model {st['model']} ({st['dim']} dims), {st['points']} points, "
+        f"last indexed {st['last_indexed']}"
+    )
+    for tenant, n in st["per_tenant"].items():
+        click.echo(f"  {tenant:<24} {n:>8} points")
 
 
 @main.command("dev")

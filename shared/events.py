@@ -168,6 +168,36 @@ class ChunkBatch(Event):
         return doc_key(self.tenant, self.doc_id)
 
 
+class DocumentIndexed(Event):
+    """One document version is in the vector store (or gone from it). Topic ``docs.indexed``.
+
+    ``event_time`` is when indexing finished; with ``source_event_time`` (upstream) and
+    ``ingested_at`` (ingestion) it measures freshness end to end.
+    """
+
+    tenant: Tenant
+    doc_id: DocId
+    version: int = Field(ge=0)
+    op: Op
+    status: str = Field(
+        description="indexed, unchanged (already stored exactly), deleted, stale (older than "
+        "the stored version) or superseded (a newer version came in the same batch)."
+    )
+    chunk_count: int = Field(ge=0, description="Points the document has now.")
+    chunks_encoded: int = Field(ge=0, description="Chunks that went through the model.")
+    chunks_reused: int = Field(ge=0, description="Chunks whose stored vector was kept.")
+    points_deleted: int = Field(ge=0, description="Points removed (stale chunks or a delete).")
+    model: str = Field(description="Embedding model.")
+    collection: str = Field(description="Qdrant collection written.")
+    source_event_time: datetime = Field(description="event_time of the upstream DocumentEvent.")
+    ingested_at: datetime = Field(description="When ingestion published the ChunkBatch.")
+
+    @property
+    def key(self) -> str:
+        """Kafka key: ``tenant/doc_id``."""
+        return doc_key(self.tenant, self.doc_id)
+
+
 class DeadLetter(Event):
     """An input that a stage could not process, with where it came from and why."""
 
@@ -193,5 +223,5 @@ def is_valid_doc_id(value: str) -> bool:
 
 
 EVENT_MODELS: dict[str, type[Event]] = {
-    m.__name__: m for m in (DocumentEvent, ChunkBatch, DeadLetter)
+    m.__name__: m for m in (DocumentEvent, ChunkBatch, DocumentIndexed, DeadLetter)
 }

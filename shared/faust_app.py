@@ -58,6 +58,32 @@ def faust_topic(app: faust.App, topic: Topic, prefix: str) -> TopicT:
     )
 
 
+async def send_dead_letter(dlq: TopicT, event: EventT[Any], stage: str, exc: BaseException) -> str:
+    """Dead-letter one event with the reason; return the error type used."""
+    msg = event.message
+    error_type = getattr(exc, "code", None) or type(exc).__name__
+    dl = dead_letter(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value,
+        stage=stage,
+        error_type=error_type,
+        error_message=str(exc) or repr(exc),
+    )
+    log.warning(
+        "dead-lettered %s[%d]@%d: %s: %s",
+        msg.topic,
+        msg.partition,
+        msg.offset,
+        error_type,
+        dl.error_message[:200],
+    )
+    await dlq.send(key=msg.key, value=dl.to_bytes(), headers=dlq_headers(dl))
+    return error_type
+
+
 async def consume_with_dlq(
     stream: StreamT[Any],
     handler: Handler,
@@ -74,26 +100,6 @@ async def consume_with_dlq(
         try:
             await handler(event)
         except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
-            msg = event.message
-            error_type = getattr(exc, "code", None) or type(exc).__name__
-            dl = dead_letter(
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                value=msg.value,
-                stage=stage,
-                error_type=error_type,
-                error_message=str(exc) or repr(exc),
-            )
-            log.warning(
-                "dead-lettered %s[%d]@%d: %s: %s",
-                msg.topic,
-                msg.partition,
-                msg.offset,
-                error_type,
-                dl.error_message[:200],
-            )
-            await dlq.send(key=msg.key, value=dl.to_bytes(), headers=dlq_headers(dl))
+            error_type = await send_dead_letter(dlq, event, stage, exc)
             if on_error is not None:
                 on_error(error_type)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -84,3 +84,22 @@ def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
     )
     broker.start()
     return broker.bootstrap
+
+
+class QdrantSettings(BaseSettings):
+    """Where vectors live: embedded Qdrant on disk by default, a server when ``url`` is set."""
+
+    model_config = SettingsConfigDict(env_prefix="QDRANT_", extra="ignore")
+
+    url: str | None = Field(
+        default=None, description="Qdrant server URL; unset uses embedded Qdrant on disk."
+    )
+    api_key: SecretStr | None = Field(default=None, description="API key of the Qdrant server.")
+    path: Path | None = Field(
+        default=None, description="Folder of the embedded store; default <data_dir>/qdrant."
+    )
+    alias: str = Field(
+        default="chunks",
+        description="Stable alias readers use; it points at the active collection.",
+    )
+    timeout_s: float = Field(default=30.0, description="Timeout of one Qdrant request.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.events import ChunkBatch, DeadLetter, DocumentEvent, Event
+from shared.events import ChunkBatch, DeadLetter, DocumentEvent, DocumentIndexed, Event
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -68,4 +68,22 @@ INGEST_DLQ = Topic(
     extra_config=_DLQ_CONFIG,
 )
 
-TOPICS: tuple[Topic, ...] = (INGEST_DOCUMENTS, DOCS_CHUNKS, INGEST_DLQ)
+DOCS_INDEXED = Topic(
+    base_name="docs.indexed",
+    partitions=4,
+    value_model=DocumentIndexed,
+    key="tenant/doc_id",
+    description="One record per document version written to (or removed from) the vector "
+    "store, with the times that measure freshness.",
+)
+EMBEDDING_DLQ = Topic(
+    base_name="embedding.dlq",
+    partitions=1,
+    value_model=DeadLetter,
+    key="original key",
+    description="Chunk batches the embedding service can never index, with the reason.",
+    retention_ms=30 * DAY_MS,
+    extra_config=_DLQ_CONFIG,
+)
+
+TOPICS: tuple[Topic, ...] = (INGEST_DOCUMENTS, DOCS_CHUNKS, INGEST_DLQ, DOCS_INDEXED, EMBEDDING_DLQ)

@@ -48,6 +48,7 @@ def test_schema_export(tmp_path: Path) -> None:
         "ChunkBatch.schema.json",
         "DeadLetter.schema.json",
         "DocumentEvent.schema.json",
+        "DocumentIndexed.schema.json",
     }
     doc = json.loads((tmp_path / "DocumentEvent.schema.json").read_text())
     assert {

@@ -1,0 +1,1 @@
+"""Embedding: chunk batches into the vector store, exactly, idempotently, replayably."""

@@ -1,0 +1,104 @@
+"""The embedding agent: take a batch of events, index it off the loop, ack, publish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import faust
+from faust.types import EventT
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
+
+from services.embedding.indexer import Indexer
+from services.embedding.settings import EmbeddingSettings
+from shared.embedder import Embedder
+from shared.events import ChunkBatch, DocumentIndexed
+from shared.faust_app import faust_topic, make_app, send_dead_letter
+from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, EMBEDDING_DLQ
+from shared.vector_store import VectorStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A store that is down or slow: retry, it is not the input's fault."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code >= 500 or exc.status_code == 429
+    return isinstance(exc, ResponseHandlingException | ConnectionError | TimeoutError | OSError)
+
+
+def build_app(
+    settings: EmbeddingSettings,
+    bootstrap: str,
+    store: VectorStore | None = None,
+    embedder: Embedder | None = None,
+) -> faust.App:
+    """The embedding faust app; ``store`` and ``embedder`` may be shared with other services
+    of the same process (the embedded store allows one process)."""
+    app = make_app("embedding", settings.kafka, settings.platform, bootstrap)
+    prefix = settings.kafka.topic_prefix
+    store = store or VectorStore.open(settings.qdrant, settings.platform, prefix)
+    embedder = embedder or Embedder(settings.model)
+    indexer = Indexer(store, embedder, settings.batch_size)
+    source = faust_topic(app, DOCS_CHUNKS, prefix)
+    indexed = faust_topic(app, DOCS_INDEXED, prefix)
+    dlq = faust_topic(app, EMBEDDING_DLQ, prefix)
+    # One thread for the model and the store: the event loop stays free for Kafka.
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
+
+    async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+        """Run fn in the worker thread, retrying with back-off while the store is down."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_exponential(multiplier=0.5, max=settings.retry_max_s),
+            before_sleep=lambda rs: log.warning(
+                "vector store failing (%s); retrying", rs.outcome.exception() if rs.outcome else "?"
+            ),
+            reraise=True,
+        ):
+            with attempt:
+                return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
+        raise AssertionError("unreachable")
+
+    async def publish(results: list[DocumentIndexed]) -> None:
+        for r in results:
+            await indexed.send(key=r.key.encode(), value=r.to_bytes())
+
+    async def handle(events: list[EventT[Any]]) -> None:
+        good: list[tuple[EventT[Any], ChunkBatch]] = []
+        for ev in events:
+            try:
+                good.append((ev, ChunkBatch.from_bytes(ev.message.value or b"")))
+            except ValidationError as exc:  # can never succeed
+                await send_dead_letter(dlq, ev, "embedding.decode", exc)
+        if not good:
+            return
+        try:
+            await publish(await off_loop(indexer.index, [b for _, b in good]))
+        except Exception as exc:  # noqa: BLE001 - isolate the document that fails
+            log.warning("batch failed (%s); indexing its documents one by one", exc)
+            for ev, batch in good:
+                try:
+                    await publish(await off_loop(indexer.index, [batch]))
+                except Exception as one:  # noqa: BLE001
+                    await send_dead_letter(dlq, ev, "embedding.index", one)
+
+    @app.agent(source, name="embed")
+    async def embed(stream: faust.StreamT[Any]) -> None:
+        # Events are acknowledged only after the body returns: after Qdrant has them.
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
+            await handle(list(events))
+
+    @app.task
+    async def warm() -> None:
+        # Load the model and open the collection before the first batch arrives.
+        await asyncio.get_running_loop().run_in_executor(worker, indexer.target)
+
+    return app

@@ -1,0 +1,132 @@
+"""Embedding's pure logic: what to encode, keep and delete for each document. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qdrant_client import models as qm
+
+from shared.events import Chunk, ChunkBatch, Op
+from shared.vector_store import PUBLIC
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """What the store holds for one point of a document."""
+
+    id: str
+    version: int
+    content_hash: str
+    model: str
+    vector: Sequence[float] | None = None
+
+
+@dataclass
+class DocPlan:
+    """The work for one document version."""
+
+    batch: ChunkBatch
+    status: str  # indexed, unchanged, deleted or stale
+    encode: list[Chunk] = field(default_factory=list)
+    reuse: dict[str, Sequence[float]] = field(default_factory=dict)
+    delete_ids: list[str] = field(default_factory=list)
+
+
+def stored_points(records: Iterable[Any]) -> list[StoredPoint]:
+    """StoredPoints from Qdrant records."""
+    out = []
+    for r in records:
+        p = r.payload or {}
+        vec = r.vector if isinstance(r.vector, list) else None
+        out.append(
+            StoredPoint(
+                str(r.id),
+                int(p.get("version", -1)),
+                str(p.get("content_hash", "")),
+                str(p.get("embedding_model", "")),
+                vec,
+            )
+        )
+    return out
+
+
+def collapse(batches: Sequence[ChunkBatch]) -> tuple[list[ChunkBatch], list[ChunkBatch]]:
+    """Latest batch per document (in arrival order), and the ones a later batch superseded."""
+    last: dict[str, ChunkBatch] = {}
+    superseded: list[ChunkBatch] = []
+    for b in batches:
+        prev = last.get(b.key)
+        if prev is not None:
+            if b.version >= prev.version:
+                superseded.append(prev)
+            else:
+                superseded.append(b)
+                continue
+        last[b.key] = b
+    return list(last.values()), superseded
+
+
+def plan_document(batch: ChunkBatch, existing: Sequence[StoredPoint], model: str) -> DocPlan:
+    """Decide what one document version needs, given what is stored for it."""
+    stored_version = max((p.version for p in existing), default=None)
+    if stored_version is not None and batch.version < stored_version:
+        return DocPlan(batch, "stale")
+    if batch.op is Op.DELETE:
+        return DocPlan(batch, "deleted", delete_ids=[p.id for p in existing])
+    by_id = {p.id: p for p in existing}
+    plan = DocPlan(batch, "indexed")
+    for chunk in batch.chunks:
+        old = by_id.get(chunk.chunk_id)
+        if (
+            old is not None
+            and old.vector is not None
+            and old.model == model
+            and old.content_hash == chunk.content_hash
+        ):
+            plan.reuse[chunk.chunk_id] = old.vector
+        else:
+            plan.encode.append(chunk)
+    keep = {c.chunk_id for c in batch.chunks}
+    plan.delete_ids = [p.id for p in existing if p.id not in keep]
+    if stored_version == batch.version and not plan.encode and not plan.delete_ids:
+        # A redelivery or replay of what is stored: write nothing, so payloads stay as they are.
+        return DocPlan(batch, "unchanged", reuse=plan.reuse)
+    return plan
+
+
+def payload(batch: ChunkBatch, chunk: Chunk, model: str, indexed_at: float) -> dict[str, Any]:
+    """Everything a reader needs about a point, and what idempotency checks."""
+    return {
+        "tenant": batch.tenant,
+        "doc_id": batch.doc_id,
+        "version": batch.version,
+        "chunk_id": chunk.chunk_id,
+        "chunk_index": chunk.index,
+        "text": chunk.text,
+        "title": batch.title,
+        "source": batch.source,
+        "acl": batch.acl or [PUBLIC],
+        "metadata": batch.metadata,
+        "content_hash": chunk.content_hash,
+        "embedding_model": model,
+        "indexed_at": indexed_at,
+    }
+
+
+def build_points(
+    plan: DocPlan, vectors: Mapping[str, Sequence[float]], model: str, indexed_at: float
+) -> list[qm.PointStruct]:
+    """Points for every chunk of a planned document (new vectors or reused ones)."""
+    points = []
+    for chunk in plan.batch.chunks:
+        vec = vectors.get(chunk.chunk_id) or plan.reuse[chunk.chunk_id]
+        points.append(
+            qm.PointStruct(
+                id=chunk.chunk_id,
+                vector=list(vec),
+                payload=payload(plan.batch, chunk, model, indexed_at),
+            )
+        )
+    return points

@@ -1,0 +1,91 @@
+"""Retrieval, written once: embed the query with the active collection's model, then search
+with the tenant and acl filter always applied. Used by inference and by tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qdrant_client import models as qm
+
+from shared.embedder import Embedder, get_embedder
+from shared.vector_store import PUBLIC, VectorStore
+
+FilterValue = str | int | float | bool | list[str] | list[int]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    text: str
+    score: float
+    chunk_index: int
+    version: int
+    source: str
+    metadata: dict[str, Any]
+
+
+def access_filter(tenant: str, groups: list[str]) -> list[qm.Condition]:
+    """The conditions no caller can drop: own tenant, and an acl that admits one of its groups."""
+    return [
+        qm.FieldCondition(key="tenant", match=qm.MatchValue(value=tenant)),
+        qm.FieldCondition(key="acl", match=qm.MatchAny(any=[PUBLIC, *groups])),
+    ]
+
+
+def metadata_filter(filters: Mapping[str, FilterValue] | None) -> list[qm.Condition]:
+    """Caller filters, confined to the document metadata namespace."""
+    out: list[qm.Condition] = []
+    for key, value in (filters or {}).items():
+        match: Any = (
+            qm.MatchAny(any=value) if isinstance(value, list) else qm.MatchValue(value=value)
+        )
+        out.append(qm.FieldCondition(key=f"metadata.{key}", match=match))
+    return out
+
+
+def retrieve(
+    store: VectorStore,
+    query: str,
+    tenant: str,
+    groups: list[str],
+    top_k: int = 5,
+    filters: Mapping[str, FilterValue] | None = None,
+    score_threshold: float | None = None,
+    embedder_for: Callable[[str], Embedder] = get_embedder,
+) -> list[Hit]:
+    """Best chunks for ``query`` that ``tenant`` with ``groups`` may read."""
+    collection = store.active()
+    if collection is None:
+        return []
+    embedder = embedder_for(store.info(collection).model)
+    vector = embedder.encode([query])[0]
+    points = store.search(
+        collection,
+        vector,
+        access_filter(tenant, groups) + metadata_filter(filters),
+        limit=top_k,
+        score_threshold=score_threshold,
+    )
+    hits = []
+    for p in points:
+        pl = p.payload or {}
+        hits.append(
+            Hit(
+                chunk_id=str(p.id),
+                doc_id=pl["doc_id"],
+                title=pl.get("title", ""),
+                text=pl.get("text", ""),
+                score=float(p.score),
+                chunk_index=int(pl.get("chunk_index", 0)),
+                version=int(pl.get("version", 0)),
+                source=pl.get("source", ""),
+                metadata=pl.get("metadata", {}),
+            )
+        )
+    return hits
