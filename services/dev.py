@@ -7,16 +7,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
-from shared.events import ChunkBatch
+from shared.events import ChunkBatch, DocumentIndexed, Event
 from shared.kafka.admin import create_topics
 from shared.settings import KafkaSettings, PlatformSettings, ensure_kafka
-from shared.topics import DOCS_CHUNKS
+from shared.topics import DOCS_CHUNKS, DOCS_INDEXED
 from shared.upstream import events_from_paths, publish_documents
 
-SERVICES = ("ingestion",)
+SERVICES = ("ingestion", "embedding")
 
 
 def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -30,26 +31,35 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         c.close()
 
 
-def _wait_for_batches(
-    bootstrap: str, topic: str, start: dict[int, int], keys: set[str], timeout_s: float
-) -> dict[str, ChunkBatch]:
-    """ChunkBatches for ``keys`` published after ``start`` offsets."""
+E = TypeVar("E", bound=Event)
+
+
+def _wait_for(
+    bootstrap: str,
+    topic: str,
+    model: type[E],
+    start: dict[int, int],
+    want: dict[str, int],
+    timeout_s: float,
+) -> dict[str, E]:
+    """Events of ``model`` for the wanted key and version, published after ``start``."""
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    got: dict[str, ChunkBatch] = {}
+    got: dict[str, E] = {}
     try:
         tps = [TopicPartition(topic, p) for p in start]
         c.assign(tps)
         for tp in tps:
             c.seek(tp, start[tp.partition])
         deadline = time.monotonic() + timeout_s
-        while keys - got.keys() and time.monotonic() < deadline:
+        while want.keys() - got.keys() and time.monotonic() < deadline:
             for recs in c.poll(timeout_ms=500).values():
                 for r in recs:
-                    b = ChunkBatch.from_bytes(r.value)
-                    if b.key in keys:
-                        got[b.key] = b
+                    b = model.from_bytes(r.value)
+                    key = r.key.decode() if r.key else ""
+                    if want.get(key) == getattr(b, "version", None):
+                        got[key] = b
         return got
     finally:
         c.close()
@@ -82,8 +92,10 @@ def run_dev(corpus: list[Path], tenant: str = "default") -> None:
     try:
         click.secho("==> sample corpus", bold=True)
         items = list(events_from_paths(corpus, tenant))
-        keys = {i.key for i in items if not isinstance(i, Exception)}
+        want = {i.key: i.version for i in items if not isinstance(i, Exception)}
+        keys = set(want)
         start = _end_offsets(bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix))
+        start_indexed = _end_offsets(bootstrap, DOCS_INDEXED.name(kafka.topic_prefix))
         summary = publish_documents(
             items, bootstrap, kafka.topic_prefix, progress=True, total=len(items)
         )
@@ -93,8 +105,8 @@ def run_dev(corpus: list[Path], tenant: str = "default") -> None:
         )
         for err in summary.errors:
             click.echo(f"    failed: {err}")
-        batches = _wait_for_batches(
-            bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix), start, keys, timeout_s=120
+        batches = _wait_for(
+            bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix), ChunkBatch, start, want, 120
         )
         for key in sorted(keys):
             b = batches.get(key)
@@ -105,6 +117,26 @@ def run_dev(corpus: list[Path], tenant: str = "default") -> None:
             red = ", ".join(f"{k}={v}" for k, v in sorted(b.redactions.items())) or "none"
             click.echo(
                 f"    {key:<40} {len(b.chunks):>3} chunks {tokens:>6} tokens  redacted: {red}"
+            )
+        click.secho("==> vector store", bold=True)
+        indexed = _wait_for(
+            bootstrap,
+            DOCS_INDEXED.name(kafka.topic_prefix),
+            DocumentIndexed,
+            start_indexed,
+            want,
+            180,
+        )
+        for key in sorted(keys):
+            r = indexed.get(key)
+            if r is None:
+                click.echo(f"    {key:<40} not indexed yet (see {log_dir}/embedding.log)")
+                continue
+            lag = (r.event_time - r.source_event_time).total_seconds()
+            click.echo(
+                f"    {key:<40} {r.status:<9} {r.chunk_count:>3} points, "
+                f"{r.chunks_encoded} encoded, {r.chunks_reused} reused, "
+                f"{lag:.1f}s from publish to searchable"
             )
         click.secho(
             "==> running; Ctrl-C stops the services (the broker keeps running; "

@@ -71,8 +71,9 @@ class Indexer:
         ]
         self.store.upsert(collection, points)
         self.store.delete(collection, [i for p in plans for i in p.delete_ids])
-        out = [self._report(p.batch, p.status, p, collection) for p in plans]
-        out += [self._report(b, "superseded", None, collection) for b in superseded]
+        # Superseded versions first, so docs.indexed keeps each document's version order.
+        out = [self._report(b, "superseded", None, collection) for b in superseded]
+        out += [self._report(p.batch, p.status, p, collection) for p in plans]
         return out
 
     def _report(
