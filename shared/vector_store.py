@@ -25,6 +25,7 @@ from shared.settings import PlatformSettings, QdrantSettings
 log = logging.getLogger(__name__)
 
 INDEXED_FIELDS = {
+    "doc_key": qm.PayloadSchemaType.KEYWORD,
     "tenant": qm.PayloadSchemaType.KEYWORD,
     "doc_id": qm.PayloadSchemaType.KEYWORD,
     "acl": qm.PayloadSchemaType.KEYWORD,
@@ -151,28 +152,26 @@ class VectorStore:
 
     # points ----------------------------------------------------------------------------
     def doc_points(
-        self, collection: str, tenant: str, doc_id: str, with_vectors: bool = False
-    ) -> list[qm.Record]:
-        """Every point of one document."""
-        flt = qm.Filter(
-            must=[
-                qm.FieldCondition(key="tenant", match=qm.MatchValue(value=tenant)),
-                qm.FieldCondition(key="doc_id", match=qm.MatchValue(value=doc_id)),
-            ]
-        )
-        out: list[qm.Record] = []
+        self, collection: str, keys: list[str], with_vectors: bool = False
+    ) -> dict[str, list[qm.Record]]:
+        """Every point of the given documents (``tenant/doc_id`` keys), in one scan."""
+        out: dict[str, list[qm.Record]] = {k: [] for k in keys}
+        if not keys:
+            return out
+        flt = qm.Filter(must=[qm.FieldCondition(key="doc_key", match=qm.MatchAny(any=keys))])
         offset = None
         with self._lock:
             while True:
                 page, offset = self.client.scroll(
                     collection,
                     scroll_filter=flt,
-                    limit=256,
+                    limit=1024,
                     offset=offset,
                     with_payload=True,
                     with_vectors=with_vectors,
                 )
-                out.extend(page)
+                for rec in page:
+                    out[str((rec.payload or {}).get("doc_key"))].append(rec)
                 if offset is None:
                     return out
 

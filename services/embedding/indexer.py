@@ -47,12 +47,8 @@ class Indexer:
         collection = self.target()
         model = self.embedder.name
         latest, superseded = collapse(batches)
-        plans: list[DocPlan] = []
-        for b in latest:
-            existing = stored_points(
-                self.store.doc_points(collection, b.tenant, b.doc_id, with_vectors=True)
-            )
-            plans.append(plan_document(b, existing, model))
+        stored = self.store.doc_points(collection, [b.key for b in latest], with_vectors=True)
+        plans = [plan_document(b, stored_points(stored[b.key]), model) for b in latest]
         # One model call sequence across every document of the batch.
         todo = [(c.chunk_id, c.text) for p in plans if p.status == "indexed" for c in p.encode]
         vectors = dict(

@@ -99,6 +99,7 @@ def plan_document(batch: ChunkBatch, existing: Sequence[StoredPoint], model: str
 def payload(batch: ChunkBatch, chunk: Chunk, model: str, indexed_at: float) -> dict[str, Any]:
     """Everything a reader needs about a point, and what idempotency checks."""
     return {
+        "doc_key": batch.key,
         "tenant": batch.tenant,
         "doc_id": batch.doc_id,
         "version": batch.version,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
+from services.embedding.settings import EmbeddingSettings
 from services.ingestion.settings import IngestionSettings
-from shared.settings import KafkaSettings, PlatformSettings
+from shared.settings import KafkaSettings, PlatformSettings, QdrantSettings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -24,7 +25,13 @@ def env_names(cls: type[BaseSettings]) -> list[str]:
 def test_every_setting_is_in_the_readme() -> None:
     missing = [
         n
-        for cls in (KafkaSettings, PlatformSettings, IngestionSettings)
+        for cls in (
+            KafkaSettings,
+            PlatformSettings,
+            IngestionSettings,
+            QdrantSettings,
+            EmbeddingSettings,
+        )
         for n in env_names(cls)
         if f"`{n}`" not in README
     ]
@@ -32,6 +39,12 @@ def test_every_setting_is_in_the_readme() -> None:
 
 
 def test_every_field_has_a_description() -> None:
-    for cls in (KafkaSettings, PlatformSettings, IngestionSettings):
+    for cls in (
+        KafkaSettings,
+        PlatformSettings,
+        IngestionSettings,
+        QdrantSettings,
+        EmbeddingSettings,
+    ):
         for name, field in cls.model_fields.items():
             assert field.description, f"{cls.__name__}.{name}"
