@@ -144,3 +144,28 @@ def test_retrieval_keeps_tenants_and_acls_apart(store: VectorStore) -> None:
     assert seen == {"salaries", "cafeteria"}
     seen = {h.doc_id for h in retrieve(store, "salary bands", "beta", ["hr"], top_k=10)}
     assert seen == {"beta-salaries"}
+
+
+def test_index_stats_cli(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    store = VectorStore.open(QdrantSettings(), PlatformSettings(data_dir=tmp_path))
+    try:
+        Indexer(store, get_embedder()).index([doc(1, LONG), doc(1, "x y z", "o", tenant="beta")])
+        expected = {"acme": len(doc(1, LONG).chunks), "beta": 1}
+    finally:
+        store.close()
+    env = dict(os.environ, LLMOPS_DATA_DIR=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "index", "stats"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "all-MiniLM-L6-v2 (384 dims)" in out and "last indexed 20" in out
+    for tenant, n in expected.items():
+        assert f"{tenant}" in out and f"{n} points" in out

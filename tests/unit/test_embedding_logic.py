@@ -78,3 +78,18 @@ def test_collapse_keeps_the_newest_per_document() -> None:
     assert superseded == [a1]
     latest, superseded = collapse([a2, a1])
     assert latest == [a2] and superseded == [a1]
+
+
+def test_store_outages_are_retried_but_bad_requests_are_not() -> None:
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    from services.embedding.agent import is_transient
+
+    def response(code: int) -> UnexpectedResponse:
+        return UnexpectedResponse(status_code=code, reason_phrase="x", content=b"", headers=None)  # type: ignore[arg-type]
+
+    assert is_transient(ResponseHandlingException(ConnectionError("refused")))
+    assert is_transient(ConnectionRefusedError())
+    assert is_transient(response(503)) and is_transient(response(429))
+    assert not is_transient(response(400))
+    assert not is_transient(ValueError("bad vector size"))
