@@ -10,6 +10,11 @@ export LLMOPS_CACHE_DIR := $(LLMOPS_CACHE)
 LOCK_HASH := $(shell cat requirements.lock | sha256sum | cut -c1-12)
 VENV ?= $(LLMOPS_CACHE)/venv-$(LOCK_HASH)
 BIN := $(VENV)/bin
+# llama-cpp-python ships as source only: it is compiled once (long, on 2 cores) into a wheel
+# cache keyed by its version, so a new lock or a fresh clone reuses the wheel.
+WHEELS := $(LLMOPS_CACHE)/wheels
+LLAMA_VERSION := $(shell sed -n -E 's/^llama[-_]cpp[-_]python==//p' requirements.lock)
+LLAMA_WHEEL := $(WHEELS)/.built-llama-cpp-python-$(LLAMA_VERSION)
 READY := $(VENV)/.complete
 INSTALLED := .llmops/.installed-$(LOCK_HASH)
 
@@ -20,12 +25,18 @@ help: ## List the targets
 
 # No file prerequisite on purpose: the lock's hash is in the path, and a fresh clone's newer
 # file times must not rebuild a virtualenv that is already complete.
-$(READY):
+$(LLAMA_WHEEL):
+	@echo "==> compiling llama-cpp-python $(LLAMA_VERSION) once into $(WHEELS) (takes a while)"
+	mkdir -p $(WHEELS)
+	$(PYTHON) -m pip wheel --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	touch $(LLAMA_WHEEL)
+
+$(READY): $(LLAMA_WHEEL)
 	@echo "==> creating $(VENV) from requirements.lock (first time only; torch is large)"
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==26.3
-	$(BIN)/pip install --progress-bar on -r requirements.lock
+	$(BIN)/pip install --progress-bar on --find-links $(WHEELS) -r requirements.lock
 	touch $(READY)
 
 $(INSTALLED): $(READY) pyproject.toml

@@ -138,9 +138,19 @@ def schemas_export(directory: Path) -> None:
 
 
 @main.command("run")
-@click.argument("service", type=click.Choice(["ingestion", "embedding"]))
+@click.argument("service", type=click.Choice(["ingestion", "embedding", "inference"]))
 def run(service: str) -> None:
-    """Run one service as a faust worker until interrupted (creates missing topics first)."""
+    """Run one service until interrupted (creates missing topics first).
+
+    ingestion and embedding are faust workers; inference is the HTTP API (with the embedded
+    vector store it also runs the embedding agent, since one process owns that store).
+    """
+    if service == "inference":
+        from services.inference.server import serve
+        from services.inference.settings import inference_settings
+
+        serve(inference_settings(), loglevel=PlatformSettings().log_level)
+        return
     from shared.kafka.admin import create_topics
     from shared.worker import run_worker
 
@@ -282,6 +292,99 @@ def index_stats() -> None:
     )
     for tenant, n in st["per_tenant"].items():
         click.echo(f"  {tenant:<24} {n:>8} points")
+
+
+@main.group()
+def keys() -> None:
+    """API keys for the inference API (stored as SHA-256 hashes)."""
+
+
+@keys.command("create")
+@click.option("--id", "key_id", required=True, help="Name of the key (shows in traces).")
+@click.option("--tenant", required=True, help="Tenant the key reads.")
+@click.option("--group", "groups", multiple=True, help="Group of the caller (repeatable).")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Append the hashed record to this JSON keys file.",
+)
+def keys_create(key_id: str, tenant: str, groups: tuple[str, ...], file: Path | None) -> None:
+    """Make a new key: prints the key once, and stores only its hash."""
+    import json
+
+    from services.inference.auth import new_key
+
+    key, record = new_key(key_id, tenant, list(groups))
+    if file:
+        existing = json.loads(file.read_text()) if file.exists() else []
+        existing.append(record.model_dump())
+        file.write_text(json.dumps(existing, indent=2))
+        click.echo(f"added {key_id} to {file}", err=True)
+    else:
+        click.echo(record.model_dump_json(), err=True)
+    click.echo(key)
+
+
+@main.command("ask")
+@click.argument("question")
+@click.option("--url", default=None, help="API base URL (default: INFERENCE_HOST/PORT).")
+@click.option(
+    "--key",
+    envvar="LLMOPS_API_KEY",
+    default=None,
+    help="API key (LLMOPS_API_KEY; default: the dev key `make run` wrote).",
+)
+@click.option("--top-k", type=int, default=None, help="Chunks to retrieve.")
+def ask(question: str, url: str | None, key: str | None, top_k: int | None) -> None:
+    """Ask a question from the terminal; the answer streams, then its sources."""
+    import json
+
+    import httpx
+
+    from services.inference.settings import inference_settings
+
+    s = inference_settings()
+    url = url or f"http://{s.host}:{s.port}"
+    key_file = s.platform.data_dir / "dev_api_key"
+    key = key or (key_file.read_text().strip() if key_file.exists() else None)
+    if not key:
+        raise click.UsageError("no API key: set LLMOPS_API_KEY or run `make run` first")
+    body = {"question": question, "stream": True, **({"top_k": top_k} if top_k else {})}
+    event = None
+    try:
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/query",
+            json=body,
+            timeout=300,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as r:
+            if r.status_code != 200:
+                r.read()
+                raise click.ClickException(f"HTTP {r.status_code}: {r.text}")
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    if event == "token":
+                        click.echo(data["text"], nl=False)
+                    elif event == "done":
+                        click.echo("\n")
+                        for c in data["citations"]:
+                            click.echo(
+                                f"[{c['n']}] {c['title']} ({c['doc_id']}, score {c['score']:.2f})"
+                            )
+                        click.echo(
+                            f"trace {data['trace_id']}, prompt "
+                            f"{data['prompt']['name']}/{data['prompt']['version']}"
+                        )
+                    elif event == "error":
+                        raise click.ClickException(f"{data['status']}: {data['detail']}")
+    except httpx.ConnectError as exc:
+        raise click.ClickException(f"cannot reach {url}: is `make run` running?") from exc
 
 
 @main.command("dev")

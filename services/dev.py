@@ -17,7 +17,23 @@ from shared.settings import KafkaSettings, PlatformSettings, ensure_kafka
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED
 from shared.upstream import events_from_paths, publish_documents
 
-SERVICES = ("ingestion", "embedding")
+
+def _services(qdrant_server: bool) -> tuple[str, ...]:
+    # The embedded store admits one process: there, inference runs the embedding agent too.
+    return ("ingestion", "embedding", "inference") if qdrant_server else ("ingestion", "inference")
+
+
+def _dev_key(data_dir: Path, tenant: str) -> tuple[str, Path]:
+    """A dev API key for ``tenant`` (kept in the data folder for `llmops ask`)."""
+    from services.inference.auth import dump_keys, new_key
+
+    key_file, keys_file = data_dir / "dev_api_key", data_dir / "api_keys.json"
+    if not key_file.exists() or not keys_file.exists():
+        key, record = new_key("dev", tenant, [])
+        keys_file.write_text(dump_keys([record]))
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+    return key_file.read_text().strip(), keys_file
 
 
 def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -65,6 +81,22 @@ def _wait_for(
         c.close()
 
 
+def _wait_ready(
+    url: str, procs: dict[str, subprocess.Popen[bytes]], timeout_s: float = 300
+) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs.values()):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    click.echo(f"    the API at {url} is not ready yet; see the inference log")
+
+
 def run_dev(corpus: list[Path], tenant: str = "default") -> None:
     """Start everything, index the corpus, report, then keep serving until Ctrl-C."""
     kafka, platform = KafkaSettings(), PlatformSettings()
@@ -76,10 +108,16 @@ def run_dev(corpus: list[Path], tenant: str = "default") -> None:
 
     log_dir = platform.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    from services.inference.settings import inference_settings
+    from shared.settings import QdrantSettings
+
+    api = inference_settings()
+    key, keys_file = _dev_key(platform.data_dir, tenant)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
+    env.setdefault("INFERENCE_API_KEYS_FILE", str(keys_file))
     procs: dict[str, subprocess.Popen[bytes]] = {}
     click.secho("==> services", bold=True)
-    for name in SERVICES:
+    for name in _services(bool(QdrantSettings().url)):
         log_path = log_dir / f"{name}.log"
         with log_path.open("ab") as log:
             procs[name] = subprocess.Popen(
@@ -138,6 +176,15 @@ def run_dev(corpus: list[Path], tenant: str = "default") -> None:
                 f"{r.chunks_encoded} encoded, {r.chunks_reused} reused, "
                 f"{lag:.1f}s from publish to searchable"
             )
+        url = f"http://{api.host}:{api.port}"
+        _wait_ready(url, procs)
+        click.secho(f"==> ask at {url} (OpenAPI: {url}/docs)", bold=True)
+        click.echo('    llmops ask "What does the ingestion service do?"')
+        click.echo(
+            f"    curl -N {url}/v1/query -H 'Authorization: Bearer {key}' "
+            f"-H 'Content-Type: application/json' "
+            f'-d \'{{"question": "How are deletes handled?", "stream": true}}\''
+        )
         click.secho(
             "==> running; Ctrl-C stops the services (the broker keeps running; "
             "`llmops kafka stop` stops it)",

@@ -198,6 +198,38 @@ class DocumentIndexed(Event):
         return doc_key(self.tenant, self.doc_id)
 
 
+class RetrievedChunk(BaseModel):
+    """A chunk an answer was grounded on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk_id: str
+    doc_id: str
+    score: float
+
+
+class InferenceTrace(Event):
+    """Everything about one answered (or failed) request. Topic ``inference.completed``."""
+
+    trace_id: str = Field(description="Id returned to the caller; the Kafka key.")
+    tenant: Tenant
+    api_key_id: str = Field(description="Which key asked (its id, never the key).")
+    question: str = Field(description="The question after redaction of personal data.")
+    retrieved: list[RetrievedChunk] = Field(default_factory=list)
+    prompt_name: str = ""
+    prompt_version: str = ""
+    model: str = ""
+    answer: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timings_ms: dict[str, float] = Field(
+        default_factory=dict, description="embed, retrieve, generate, total."
+    )
+    status: str = Field(description="ok or error.")
+    error: str | None = None
+    endpoint: str = Field(default="query", description="query or retrieve.")
+
+
 class DeadLetter(Event):
     """An input that a stage could not process, with where it came from and why."""
 
@@ -223,5 +255,5 @@ def is_valid_doc_id(value: str) -> bool:
 
 
 EVENT_MODELS: dict[str, type[Event]] = {
-    m.__name__: m for m in (DocumentEvent, ChunkBatch, DocumentIndexed, DeadLetter)
+    m.__name__: m for m in (DocumentEvent, ChunkBatch, DocumentIndexed, InferenceTrace, DeadLetter)
 }

@@ -3,6 +3,7 @@ with the tenant and acl filter always applied. Used by inference and by tests.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,13 +59,19 @@ def retrieve(
     filters: Mapping[str, FilterValue] | None = None,
     score_threshold: float | None = None,
     embedder_for: Callable[[str], Embedder] = get_embedder,
+    timings: dict[str, float] | None = None,
 ) -> list[Hit]:
-    """Best chunks for ``query`` that ``tenant`` with ``groups`` may read."""
+    """Best chunks for ``query`` that ``tenant`` with ``groups`` may read.
+
+    ``timings`` (when given) receives the milliseconds spent embedding and searching.
+    """
     collection = store.active()
     if collection is None:
         return []
     embedder = embedder_for(store.info(collection).model)
+    t0 = time.perf_counter()
     vector = embedder.encode([query])[0]
+    t1 = time.perf_counter()
     points = store.search(
         collection,
         vector,
@@ -72,6 +79,9 @@ def retrieve(
         limit=top_k,
         score_threshold=score_threshold,
     )
+    if timings is not None:
+        timings["embed"] = (t1 - t0) * 1000
+        timings["retrieve"] = (time.perf_counter() - t1) * 1000
     hits = []
     for p in points:
         pl = p.payload or {}

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.events import ChunkBatch, DeadLetter, DocumentEvent, DocumentIndexed, Event
+from shared.events import (
+    ChunkBatch,
+    DeadLetter,
+    DocumentEvent,
+    DocumentIndexed,
+    Event,
+    InferenceTrace,
+)
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -86,4 +93,21 @@ EMBEDDING_DLQ = Topic(
     extra_config=_DLQ_CONFIG,
 )
 
-TOPICS: tuple[Topic, ...] = (INGEST_DOCUMENTS, DOCS_CHUNKS, INGEST_DLQ, DOCS_INDEXED, EMBEDDING_DLQ)
+INFERENCE_COMPLETED = Topic(
+    base_name="inference.completed",
+    partitions=4,
+    value_model=InferenceTrace,
+    key="trace_id",
+    description="A trace of every inference request: question, chunks, prompt, answer, "
+    "tokens, timings, status.",
+    retention_ms=14 * DAY_MS,
+)
+
+TOPICS: tuple[Topic, ...] = (
+    INGEST_DOCUMENTS,
+    DOCS_CHUNKS,
+    INGEST_DLQ,
+    DOCS_INDEXED,
+    EMBEDDING_DLQ,
+    INFERENCE_COMPLETED,
+)

@@ -10,11 +10,11 @@ from tokenizers import Tokenizer
 
 from services.ingestion.chunker import chunk_text
 from services.ingestion.normalize import normalize
-from services.ingestion.redact import Redactor
 from services.ingestion.settings import IngestionSettings
 from services.ingestion.validate import IngestError, parse_event
 from shared.events import Chunk, ChunkBatch, DocumentEvent, Op
 from shared.model_files import load_tokenizer, max_seq_length
+from shared.redact import Redactor
 
 # Fixed namespace: chunk ids must be the same on every machine and every run.
 CHUNK_NAMESPACE = uuid.UUID("6f1c7f5e-3b9a-4c1e-9a57-2d0c4b8e9d11")

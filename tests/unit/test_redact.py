@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingestion.redact import DETECTORS, Redactor
+from shared.redact import DETECTORS, Redactor
 
 ALL = Redactor.named(DETECTORS)
 

@@ -49,6 +49,7 @@ def test_schema_export(tmp_path: Path) -> None:
         "DeadLetter.schema.json",
         "DocumentEvent.schema.json",
         "DocumentIndexed.schema.json",
+        "InferenceTrace.schema.json",
     }
     doc = json.loads((tmp_path / "DocumentEvent.schema.json").read_text())
     assert {

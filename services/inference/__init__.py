@@ -1,0 +1,1 @@
+"""Inference: the HTTP endpoint that answers questions with retrieval-augmented generation."""

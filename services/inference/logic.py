@@ -1,0 +1,71 @@
+"""Inference's pure logic: tidy retrieved chunks, pack them into the context window, cite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from shared.retrieval import Hit
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A source of the answer, as returned to the caller."""
+
+    n: int
+    doc_id: str
+    title: str
+    chunk_id: str
+    score: float
+    snippet: str
+
+
+def dedupe(hits: Sequence[Hit], per_doc: int = 2) -> list[Hit]:
+    """Best first; the same chunk once; at most ``per_doc`` chunks of one document, and a
+    document's chunks in reading order next to each other."""
+    seen: set[str] = set()
+    by_doc: dict[str, list[Hit]] = {}
+    order: list[str] = []
+    for h in sorted(hits, key=lambda h: -h.score):
+        if h.chunk_id in seen:
+            continue
+        seen.add(h.chunk_id)
+        if h.doc_id not in by_doc:
+            by_doc[h.doc_id] = []
+            order.append(h.doc_id)
+        if len(by_doc[h.doc_id]) < per_doc:
+            by_doc[h.doc_id].append(h)
+    return [h for d in order for h in sorted(by_doc[d], key=lambda h: h.chunk_index)]
+
+
+def pack(
+    hits: Sequence[Hit], budget_tokens: int, count: Callable[[str], int]
+) -> tuple[str, list[Hit]]:
+    """Numbered context that fits ``budget_tokens`` by real token counts, and the hits used."""
+    parts: list[str] = []
+    used: list[Hit] = []
+    spent = 0
+    for h in hits:
+        block = f"[{len(used) + 1}] {h.title}\n{h.text.strip()}\n"
+        cost = count(block)
+        if spent + cost > budget_tokens:
+            continue
+        parts.append(block)
+        used.append(h)
+        spent += cost
+    return "\n".join(parts), used
+
+
+def citations(used: Sequence[Hit], snippet_chars: int = 240) -> list[Citation]:
+    """Citations numbered as in the context."""
+    return [
+        Citation(
+            i + 1,
+            h.doc_id,
+            h.title,
+            h.chunk_id,
+            round(h.score, 4),
+            " ".join(h.text.split())[:snippet_chars],
+        )
+        for i, h in enumerate(used)
+    ]

@@ -1,0 +1,68 @@
+"""Inference settings (env prefix ``INFERENCE_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import KafkaSettings, PlatformSettings, QdrantSettings
+
+PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+
+
+class InferenceSettings(BaseSettings):
+    """The HTTP API, its limits, retrieval, prompts and the LLM backend."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka connection.")
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings, description="Vector store.")
+    platform: PlatformSettings = Field(default_factory=PlatformSettings, description="Paths.")
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(default=8000, description="Port of the HTTP server.")
+    api_keys_file: Path | None = Field(
+        default=None, description="JSON file of API keys (sha256, tenant, groups, actions)."
+    )
+    api_keys: str | None = Field(
+        default=None, description="The same JSON list inline (for containers and tests)."
+    )
+    rate_limit_per_min: int = Field(default=60, ge=1, description="Requests per key a minute.")
+    max_question_chars: int = Field(default=2000, ge=1, description="Longest question.")
+    max_body_bytes: int = Field(default=16 * 1024, ge=256, description="Largest request body.")
+    top_k: int = Field(default=5, ge=1, le=50, description="Chunks retrieved by default.")
+    max_top_k: int = Field(default=20, ge=1, le=100, description="Most chunks a caller may ask.")
+    score_threshold: float = Field(default=0.2, description="Chunks scoring lower are ignored.")
+    prompts_dir: Path = Field(default=PROMPTS_DIR, description="Folder of prompt templates.")
+    prompt: str = Field(default="rag", description="Default prompt template name.")
+    prompt_split: str = Field(
+        default="v1=1",
+        description="A/B split of the default prompt's versions by weight, e.g. 'v1=0.5,v2=0.5'.",
+    )
+    llm_backend: str = Field(default="llama_cpp", description="llama_cpp or openai.")
+    llm_model_path: Path | None = Field(
+        default=None, description="GGUF file for llama_cpp; default: the packaged Gemma 3 270M."
+    )
+    llm_threads: int = Field(default=2, ge=1, description="CPU threads for llama_cpp.")
+    llm_context: int = Field(default=2048, ge=256, description="Context window in tokens.")
+    openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible server, e.g. http://localhost:8001/v1."
+    )
+    openai_api_key: SecretStr = Field(
+        default=SecretStr("none"), description="API key for the OpenAI-compatible server."
+    )
+    openai_model: str = Field(default="default", description="Model name on that server.")
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="Longest generation.")
+    max_new_tokens: int = Field(default=192, ge=1, description="Most tokens in an answer.")
+    temperature: float = Field(default=0.3, ge=0, description="Sampling temperature.")
+    top_p: float = Field(default=0.9, gt=0, le=1, description="Nucleus sampling.")
+    repeat_penalty: float = Field(
+        default=1.3, ge=1, description="Penalty on repeated tokens (small models loop without)."
+    )
+    trace_buffer: int = Field(default=10_000, ge=1, description="Traces held while Kafka is away.")
+
+
+def inference_settings(**overrides: object) -> InferenceSettings:
+    """Settings from the environment, with explicit overrides on top."""
+    return InferenceSettings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,101 @@
+"""Publishes traces to ``inference.completed`` without ever holding up an answer.
+
+Traces go into a bounded in-memory buffer; a background task sends them with acks=all.
+While Kafka is away they wait there; when the buffer is full the newest trace is dropped and
+counted. Nothing here raises into a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+
+from shared.events import InferenceTrace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TracePublisher:
+    """Bounded, non-blocking trace publishing."""
+
+    bootstrap: str
+    topic: str
+    capacity: int = 10_000
+    sent: int = 0
+    overflow: int = 0
+    connected: bool = False
+    _queue: asyncio.Queue[InferenceTrace] | None = field(default=None, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def submit(self, trace: InferenceTrace) -> bool:
+        """Queue a trace; False (and counted) when the buffer is full."""
+        if self._queue is None:
+            self.overflow += 1
+            return False
+        try:
+            self._queue.put_nowait(trace)
+            return True
+        except asyncio.QueueFull:
+            self.overflow += 1
+            log.warning("trace buffer full (%d); %d traces dropped", self.capacity, self.overflow)
+            return False
+
+    @property
+    def pending(self) -> int:
+        """Traces waiting to be sent."""
+        return self._queue.qsize() if self._queue else 0
+
+    async def start(self) -> None:
+        """Start the background sender (it connects, and reconnects, by itself)."""
+        self._queue = asyncio.Queue(maxsize=self.capacity)
+        self._task = asyncio.create_task(self._run(), name="trace-publisher")
+
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Give queued traces a moment to go out, then stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(drain_s):
+                while self.pending and self.connected:
+                    await asyncio.sleep(0.05)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        backoff = 0.5
+        current: InferenceTrace | None = None  # kept across reconnects: never lost
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                request_timeout_ms=10_000,
+            )
+            try:
+                await producer.start()
+                self.connected, backoff = True, 0.5
+                while True:
+                    if current is None:
+                        current = await self._queue.get()
+                    await producer.send_and_wait(
+                        self.topic, key=current.trace_id.encode(), value=current.to_bytes()
+                    )
+                    self.sent += 1
+                    current = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Kafka away: keep buffering, retry
+                log.warning("trace publishing paused (%s); %d waiting", exc, self.pending)
+            finally:
+                self.connected = False
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)

@@ -1,0 +1,93 @@
+"""The whole chain on the real broker: documents published upstream become answerable with
+the right citation, and a deleted document stops being cited."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from services.inference.auth import new_key
+from shared.events import DocumentEvent
+from shared.kafka.broker import free_port
+from shared.upstream import delete_event, publish_documents
+
+pytestmark = pytest.mark.e2e
+
+
+def cited(url: str, key: str, question: str) -> set[str]:
+    r = httpx.post(
+        f"{url}/v1/retrieve",
+        json={"question": question},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    r.raise_for_status()
+    return {c["doc_id"] for c in r.json()["chunks"]}
+
+
+def wait(pred, timeout_s: float = 180, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_published_documents_become_answerable_and_deletes_disappear(
+    kafka_bootstrap: str, topic_prefix: str, start_service
+) -> None:
+    key, record = new_key("e2e", "acme", ["eng"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    start_service("ingestion")
+    api = start_service(
+        "inference",
+        INFERENCE_PORT=str(port),
+        INFERENCE_API_KEYS=json.dumps([record.model_dump()]),
+        INFERENCE_MAX_NEW_TOKENS="32",
+    )
+    docs = [
+        DocumentEvent(
+            tenant="acme",
+            doc_id="kb/backup.md",
+            version=1,
+            title="Backups",
+            content="# Backups\n\nNightly backups of the billing database are kept "
+            "for 35 days in the Frankfurt bucket.",
+            content_type="text/markdown",
+        ),
+        DocumentEvent(
+            tenant="acme",
+            doc_id="kb/parking.md",
+            version=1,
+            title="Parking",
+            content="Visitors park in garage B, level minus two.",
+        ),
+    ]
+    summary = publish_documents(docs, kafka_bootstrap, topic_prefix)
+    assert summary.sent == 2
+    wait(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, what="readyz")
+    question = "How long are billing database backups kept?"
+    wait(lambda: "kb/backup.md" in cited(url, key, question), what="the document to be cited")
+    assert api.alive(), api.log()[-3000:]
+
+    r = httpx.post(
+        f"{url}/v1/query",
+        json={"question": question},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["citations"][0]["doc_id"] == "kb/backup.md" and body["answer"]
+
+    publish_documents([delete_event("acme/kb/backup.md")], kafka_bootstrap, topic_prefix)
+    wait(lambda: "kb/backup.md" not in cited(url, key, question), what="the delete to land")
+    assert "kb/parking.md" in cited(url, key, "where do visitors park")

@@ -1,0 +1,308 @@
+"""The inference API over the real store, model, LLM (llama.cpp, Gemma 3 270M) and broker:
+exact status codes, tenant isolation (property-tested), SSE, traces, backend failures."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.embedding.indexer import Indexer
+from services.inference.app import build_runtime, create_app
+from services.inference.auth import new_key
+from services.inference.llm import LlamaCppLLM, OpenAICompatLLM, packaged_gguf
+from services.inference.settings import InferenceSettings
+from services.inference.traces import TracePublisher
+from services.ingestion.logic import Ingestor
+from services.ingestion.settings import IngestionSettings
+from shared.embedder import get_embedder
+from shared.events import DocumentEvent, InferenceTrace
+from shared.kafka.admin import create_topics
+from shared.settings import PlatformSettings, QdrantSettings
+from shared.topics import INFERENCE_COMPLETED
+from shared.vector_store import VectorStore
+from tests.kafka_helpers import consume
+
+pytestmark = pytest.mark.integration
+
+DOCS = [
+    (
+        "acme",
+        "vpn",
+        ["eng"],
+        "To connect to the VPN, open the client and choose the Berlin gateway.",
+    ),
+    ("acme", "payroll", ["hr"], "Payroll runs on the 25th; salary bands are confidential."),
+    ("acme", "lunch", [], "The canteen serves lunch from noon until two every weekday."),
+    ("beta", "vpn", [], "Beta corp VPN uses the Lisbon gateway with hardware tokens."),
+    ("beta", "secrets", [], "Beta corp launch codes and salaries for every employee."),
+]
+ALLOWED_A = {"vpn", "lunch"}  # acme key with group eng: never payroll, never beta
+
+
+@pytest.fixture(scope="module")
+def world(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("inference")
+    prefix = f"inf{int(time.time() * 1000) % 10**8}."
+    create_topics(kafka_bootstrap, prefix)
+    store = VectorStore.open(QdrantSettings(path=tmp / "q"), PlatformSettings(data_dir=tmp))
+    ing = Ingestor.from_settings(IngestionSettings())
+    Indexer(store, get_embedder()).index(
+        [
+            ing.to_batch(
+                DocumentEvent(
+                    tenant=t,
+                    doc_id=d,
+                    version=1,
+                    content=c,
+                    acl=acl,
+                    title=d,
+                    metadata={"team": "it" if d == "vpn" else "ops"},
+                )
+            )
+            for t, d, acl, c in DOCS
+        ]
+    )
+    keys = {
+        name: new_key(name, tenant, groups)
+        for name, tenant, groups in [
+            ("a", "acme", ["eng"]),
+            ("b", "beta", []),
+            ("hr", "acme", ["hr"]),
+        ]
+    }
+    ro_key, ro = new_key("readonly", "acme", ["eng"])
+    ro = ro.model_copy(update={"actions": ["retrieve"]})
+    slow_key, slow = new_key("slow", "acme", [])
+    slow = slow.model_copy(update={"rate_limit_per_min": 2})
+    records = [r for _, r in keys.values()] + [ro, slow]
+    s = InferenceSettings(
+        api_keys=json.dumps([r.model_dump() for r in records]),
+        max_body_bytes=4096,
+        max_question_chars=500,
+        max_new_tokens=48,
+        rate_limit_per_min=100_000,
+        platform=PlatformSettings(data_dir=tmp),
+    )
+    llm = LlamaCppLLM(packaged_gguf(s.platform), s.llm_context, s.llm_threads)
+    publisher = TracePublisher(kafka_bootstrap, INFERENCE_COMPLETED.name(prefix))
+    app = create_app(build_runtime(s, store, llm, publisher))
+    with TestClient(app) as client:
+        yield {
+            "client": client,
+            "keys": {k: v[0] for k, v in keys.items()},
+            "ro": ro_key,
+            "slow": slow_key,
+            "prefix": prefix,
+            "bootstrap": kafka_bootstrap,
+            "settings": s,
+            "store": store,
+            "publisher": publisher,
+        }
+    store.close()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_health_and_ready(world: dict[str, Any]) -> None:
+    c = world["client"]
+    assert c.get("/healthz").json() == {"status": "ok"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and c.get("/readyz").status_code != 200:
+        time.sleep(0.5)
+    r = c.get("/readyz")
+    assert r.status_code == 200, r.json()
+    assert r.json()["checks"] == {"broker": True, "model": True, "vector_store": True}
+
+
+def test_auth_statuses(world: dict[str, Any]) -> None:
+    c, body = world["client"], {"question": "vpn"}
+    r = c.post("/v1/retrieve", json=body)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert c.post("/v1/retrieve", json=body, headers=auth("llm_wrong")).status_code == 401
+    assert c.post("/v1/retrieve", json=body, headers=auth(world["ro"])).status_code == 200
+    r = c.post("/v1/query", json=body, headers=auth(world["ro"]))
+    assert r.status_code == 403 and "may not query" in r.json()["detail"]
+    codes = [
+        c.post("/v1/retrieve", json=body, headers=auth(world["slow"])).status_code for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
+    r = c.post("/v1/retrieve", json=body, headers=auth(world["slow"]))
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def test_size_limits_and_malformed_bodies(world: dict[str, Any]) -> None:
+    c, h = world["client"], auth(world["keys"]["a"])
+    r = c.post("/v1/retrieve", json={"question": "q" * 501}, headers=h)
+    assert r.status_code == 413 and "500 characters" in r.json()["detail"]
+    r = c.post("/v1/retrieve", json={"question": "q", "pad": "x" * 5000}, headers=h)
+    assert r.status_code == 413 and "4096 bytes" in r.json()["detail"]
+    r = c.post(
+        "/v1/retrieve", content=b"{not json", headers={**h, "content-type": "application/json"}
+    )
+    assert r.status_code == 422
+    for bad in (
+        {},
+        {"question": ""},
+        {"question": "q", "top_k": 0},
+        {"question": "q", "tenant": "beta"},
+        {"question": "q", "filters": {"a.b": 1}},
+    ):
+        assert c.post("/v1/retrieve", json=bad, headers=h).status_code == 422, bad
+    r = c.post("/v1/query", json={"question": "q", "prompt": "rag/v9"}, headers=h)
+    assert r.status_code == 422 and "no version" in r.json()["detail"]
+
+
+filter_values = st.one_of(
+    st.text(max_size=8), st.integers(), st.booleans(), st.lists(st.text(max_size=5), max_size=3)
+)
+bodies = st.fixed_dictionaries(
+    {"question": st.text(min_size=1, max_size=80).filter(lambda q: q.strip())},
+    optional={
+        "top_k": st.integers(min_value=1, max_value=50),
+        "filters": st.dictionaries(
+            st.sampled_from(["team", "tenant", "acl", "doc_id"]), filter_values, max_size=3
+        ),
+        "tenant": st.sampled_from(["beta", "acme"]),
+        "acl": st.lists(st.sampled_from(["hr", "*"]), max_size=2),
+        "groups": st.lists(st.sampled_from(["hr", "*"]), max_size=2),
+    },
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=bodies)
+def test_tenant_isolation_over_random_bodies(world: dict[str, Any], body: dict[str, Any]) -> None:
+    r = world["client"].post("/v1/retrieve", json=body, headers=auth(world["keys"]["a"]))
+    assert r.status_code in (200, 422), r.text
+    if r.status_code == 200:
+        docs = {ch["doc_id"] for ch in r.json()["chunks"]}
+        assert docs <= ALLOWED_A, (body, docs)
+
+
+def test_isolation_holds_for_answers_too(world: dict[str, Any]) -> None:
+    c = world["client"]
+    r = c.post(
+        "/v1/query",
+        json={"question": "salary bands and launch codes", "top_k": 10},
+        headers=auth(world["keys"]["a"]),
+    )
+    assert r.status_code == 200
+    assert {x["doc_id"] for x in r.json()["citations"]} <= ALLOWED_A
+    r = c.post(
+        "/v1/retrieve",
+        json={"question": "salary bands", "top_k": 10},
+        headers=auth(world["keys"]["hr"]),
+    )
+    assert "payroll" in {x["doc_id"] for x in r.json()["chunks"]}
+    r = c.post(
+        "/v1/retrieve",
+        json={"question": "vpn gateway", "filters": {"team": "it"}},
+        headers=auth(world["keys"]["b"]),
+    )
+    assert [x["doc_id"] for x in r.json()["chunks"]] == ["vpn"]
+    assert "Lisbon" in r.json()["chunks"][0]["text"]
+
+
+def test_query_answers_with_citations_and_publishes_a_full_trace(world: dict[str, Any]) -> None:
+    c = world["client"]
+    r = c.post(
+        "/v1/query",
+        json={"question": "How do I connect to the VPN? I am bob@example.com", "prompt": "rag/v2"},
+        headers=auth(world["keys"]["a"]),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answer"] and body["citations"][0]["doc_id"] == "vpn"
+    assert body["prompt"] == {"name": "rag", "version": "v2"}
+    assert body["model"] == "gemma-3-270m-q4_k_m"
+    assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
+    assert {"embed", "retrieve", "generate", "total"} <= set(body["timings_ms"])
+    traces = [
+        InferenceTrace.from_bytes(rec.value)
+        for rec in consume(world["bootstrap"], INFERENCE_COMPLETED.name(world["prefix"]), idle_s=3)
+    ]
+    (t,) = [t for t in traces if t.trace_id == body["trace_id"]]
+    assert t.tenant == "acme" and t.api_key_id == "a" and t.status == "ok" and t.error is None
+    assert "[EMAIL]" in t.question and "bob@" not in t.question
+    assert t.retrieved and t.retrieved[0].doc_id == "vpn" and t.answer == body["answer"]
+    assert (t.prompt_name, t.prompt_version, t.model) == ("rag", "v2", body["model"])
+    assert t.prompt_tokens > 0 and t.completion_tokens > 0
+    assert {"embed", "retrieve", "generate", "total"} <= set(t.timings_ms)
+
+
+def test_streaming_sends_tokens_then_citations(world: dict[str, Any]) -> None:
+    c = world["client"]
+    events: list[tuple[str, dict[str, Any]]] = []
+    with c.stream(
+        "POST",
+        "/v1/query",
+        json={"question": "When is lunch served?", "stream": True},
+        headers=auth(world["keys"]["a"]),
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name or "", json.loads(line[6:])))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and kinds.count("token") >= 2 and set(kinds) == {"token", "done"}
+    done = events[-1][1]
+    assert done["answer"] == "".join(d["text"] for k, d in events if k == "token").strip()
+    assert done["citations"][0]["doc_id"] == "lunch" and done["trace_id"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_backend_down_gives_503_and_an_error_trace(world: dict[str, Any]) -> None:
+    s: InferenceSettings = world["settings"]
+    down = OpenAICompatLLM(f"http://127.0.0.1:{free_port()}/v1", "x", "m", 5, 2048)
+    publisher = TracePublisher(world["bootstrap"], INFERENCE_COMPLETED.name(world["prefix"]))
+    app = create_app(build_runtime(s, world["store"], down, publisher))
+    with TestClient(app) as c:
+        r = c.post("/v1/query", json={"question": "vpn?"}, headers=auth(world["keys"]["a"]))
+        assert r.status_code == 503 and "unreachable" in r.json()["detail"]
+    traces = [
+        InferenceTrace.from_bytes(rec.value)
+        for rec in consume(world["bootstrap"], INFERENCE_COMPLETED.name(world["prefix"]), idle_s=3)
+    ]
+    assert any(t.status == "error" and "unreachable" in (t.error or "") for t in traces)
+
+
+def test_kafka_away_never_blocks_answers_and_overflow_is_counted(world: dict[str, Any]) -> None:
+    s: InferenceSettings = world["settings"]
+    publisher = TracePublisher(f"127.0.0.1:{free_port()}", "nowhere", capacity=2)
+    app = create_app(build_runtime(s, world["store"], None, publisher))
+    with TestClient(app) as c:
+        t0 = time.monotonic()
+        codes = [
+            c.post(
+                "/v1/retrieve", json={"question": "vpn"}, headers=auth(world["keys"]["a"])
+            ).status_code
+            for _ in range(5)
+        ]
+        assert codes == [200] * 5 and time.monotonic() - t0 < 10
+        assert publisher.pending == 2 and publisher.overflow == 3
+        assert c.get("/readyz").status_code == 503
