@@ -145,31 +145,27 @@ def run(service: str) -> None:
     ingestion and embedding are faust workers; inference is the HTTP API (with the embedded
     vector store it also runs the embedding agent, since one process owns that store).
     """
-    if service == "inference":
-        from services.inference.server import serve
-        from services.inference.settings import inference_settings
-
-        serve(inference_settings(), loglevel=PlatformSettings().log_level)
-        return
     from shared.kafka.admin import create_topics
     from shared.worker import run_worker
 
     bootstrap = _bootstrap()
-    if service == "ingestion":
+    create_topics(bootstrap, KafkaSettings().topic_prefix)
+    loglevel = PlatformSettings().log_level
+    if service == "inference":
+        from services.inference.server import serve
+        from services.inference.settings import inference_settings
+
+        serve(inference_settings(), bootstrap, loglevel=loglevel)
+    elif service == "ingestion":
         from services.ingestion.agent import build_app
         from services.ingestion.settings import ingestion_settings
 
-        settings = ingestion_settings()
-        create_topics(bootstrap, settings.kafka.topic_prefix)
-        app = build_app(settings, bootstrap)
+        run_worker(build_app(ingestion_settings(), bootstrap), loglevel=loglevel)
     else:
         from services.embedding.agent import build_app as build_embedding
         from services.embedding.settings import embedding_settings
 
-        esettings = embedding_settings()
-        create_topics(bootstrap, esettings.kafka.topic_prefix)
-        app = build_embedding(esettings, bootstrap)
-    run_worker(app, loglevel=PlatformSettings().log_level)
+        run_worker(build_embedding(embedding_settings(), bootstrap), loglevel=loglevel)
 
 
 @main.command("ingest")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 from typing import TypeVar
@@ -16,11 +15,6 @@ from shared.kafka.admin import create_topics
 from shared.settings import KafkaSettings, PlatformSettings, ensure_kafka
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED
 from shared.upstream import events_from_paths, publish_documents
-
-
-def _services(qdrant_server: bool) -> tuple[str, ...]:
-    # The embedded store admits one process: there, inference runs the embedding agent too.
-    return ("ingestion", "embedding", "inference") if qdrant_server else ("ingestion", "inference")
 
 
 def _dev_key(data_dir: Path, tenant: str) -> tuple[str, Path]:
@@ -81,126 +75,155 @@ def _wait_for(
         c.close()
 
 
-def _wait_ready(
-    url: str, procs: dict[str, subprocess.Popen[bytes]], timeout_s: float = 300
-) -> None:
+def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        return {tp.partition: off for tp, off in c.end_offsets(tps).items()}
+    finally:
+        c.close()
+
+
+E = TypeVar("E", bound=Event)
+
+
+def _wait_for(
+    bootstrap: str,
+    topic: str,
+    model: type[E],
+    start: dict[int, int],
+    want: dict[str, int],
+    timeout_s: float,
+) -> dict[str, E]:
+    """Events of ``model`` for the wanted key and version, published after ``start``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    got: dict[str, E] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in start]
+        c.assign(tps)
+        for tp in tps:
+            c.seek(tp, start[tp.partition])
+        deadline = time.monotonic() + timeout_s
+        while want.keys() - got.keys() and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=500).values():
+                for r in recs:
+                    b = model.from_bytes(r.value)
+                    key = r.key.decode() if r.key else ""
+                    if want.get(key) == getattr(b, "version", None):
+                        got[key] = b
+        return got
+    finally:
+        c.close()
+
+
+def _wait_ready(url: str, timeout_s: float = 300) -> bool:
     import httpx
 
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and all(p.poll() is None for p in procs.values()):
+    while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
+                return True
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    click.echo(f"    the API at {url} is not ready yet; see the inference log")
+    return False
+
+
+def _load_corpus(
+    bootstrap: str, prefix: str, corpus: list[Path], tenant: str, url: str, key: str
+) -> None:
+    """Publish the corpus, report what each stage did with it, then say how to ask."""
+    click.secho("==> sample corpus", bold=True)
+    items = list(events_from_paths(corpus, tenant))
+    want = {i.key: i.version for i in items if not isinstance(i, Exception)}
+    start = _end_offsets(bootstrap, DOCS_CHUNKS.name(prefix))
+    start_indexed = _end_offsets(bootstrap, DOCS_INDEXED.name(prefix))
+    summary = publish_documents(items, bootstrap, prefix, progress=True, total=len(items))
+    click.echo(
+        f"    published {summary.sent} documents ({summary.bytes} bytes), {summary.failed} failed"
+    )
+    for err in summary.errors:
+        click.echo(f"    failed: {err}")
+    batches = _wait_for(bootstrap, DOCS_CHUNKS.name(prefix), ChunkBatch, start, want, 120)
+    for key_ in sorted(want):
+        b = batches.get(key_)
+        if b is None:
+            click.echo(f"    {key_:<40} not ingested yet")
+            continue
+        tokens = sum(c.token_count for c in b.chunks)
+        red = ", ".join(f"{k}={v}" for k, v in sorted(b.redactions.items())) or "none"
+        click.echo(f"    {key_:<40} {len(b.chunks):>3} chunks {tokens:>6} tokens  redacted: {red}")
+    click.secho("==> vector store", bold=True)
+    indexed = _wait_for(
+        bootstrap, DOCS_INDEXED.name(prefix), DocumentIndexed, start_indexed, want, 300
+    )
+    for key_ in sorted(want):
+        r = indexed.get(key_)
+        if r is None:
+            click.echo(f"    {key_:<40} not indexed yet")
+            continue
+        lag = (r.event_time - r.source_event_time).total_seconds()
+        click.echo(
+            f"    {key_:<40} {r.status:<9} {r.chunk_count:>3} points, "
+            f"{r.chunks_encoded} encoded, {r.chunks_reused} reused, "
+            f"{lag:.1f}s from publish to searchable"
+        )
+    if not _wait_ready(url):
+        click.echo(f"    the API at {url} is not ready yet")
+    click.secho(
+        f"==> ask at {url} (OpenAPI docs: {url}/docs); Ctrl-C stops everything but "
+        "the broker (`llmops kafka stop`)",
+        bold=True,
+    )
+    click.echo('    llmops ask "How does ingestion handle a stale version?"')
+    click.echo(
+        f"    curl -N {url}/v1/query -H 'Authorization: Bearer {key}' "
+        "-H 'Content-Type: application/json' "
+        """-d '{"question": "How are deletes handled?", "stream": true}'"""
+    )
 
 
 def run_dev(corpus: list[Path], tenant: str = "default") -> None:
-    """Start everything, index the corpus, report, then keep serving until Ctrl-C."""
+    """Everything in this process: ingestion and embedding (faust, each its own consumer
+    group, wired only through topics), inference (one HTTP server), embedded Qdrant, the
+    embedded LLM. Indexes the corpus, then serves until Ctrl-C."""
+    from services.embedding.agent import build_app as build_embedding
+    from services.embedding.settings import embedding_settings
+    from services.inference.server import api_server, run_with_api
+    from services.inference.settings import inference_settings
+    from services.ingestion.agent import build_app as build_ingestion
+    from services.ingestion.settings import ingestion_settings
+    from shared.embedder import get_embedder
+    from shared.vector_store import VectorStore
+
     kafka, platform = KafkaSettings(), PlatformSettings()
     click.secho("==> Kafka", bold=True)
     bootstrap = ensure_kafka(kafka, platform)
-    click.echo(f"    broker on {bootstrap}")
     created = create_topics(bootstrap, kafka.topic_prefix)
-    click.echo(f"    topics: {len(created)} created, the rest existed")
+    click.echo(f"    broker on {bootstrap}; topics: {len(created)} created, the rest existed")
 
-    log_dir = platform.data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    from services.inference.settings import inference_settings
-    from shared.settings import QdrantSettings
-
-    api = inference_settings()
     key, keys_file = _dev_key(platform.data_dir, tenant)
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
-    env.setdefault("INFERENCE_API_KEYS_FILE", str(keys_file))
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    click.secho("==> services", bold=True)
-    for name in _services(bool(QdrantSettings().url)):
-        log_path = log_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "run", name],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        click.echo(f"    {name}: pid {procs[name].pid}, log {log_path}")
-    try:
-        click.secho("==> sample corpus", bold=True)
-        items = list(events_from_paths(corpus, tenant))
-        want = {i.key: i.version for i in items if not isinstance(i, Exception)}
-        keys = set(want)
-        start = _end_offsets(bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix))
-        start_indexed = _end_offsets(bootstrap, DOCS_INDEXED.name(kafka.topic_prefix))
-        summary = publish_documents(
-            items, bootstrap, kafka.topic_prefix, progress=True, total=len(items)
-        )
-        click.echo(
-            f"    published {summary.sent} documents ({summary.bytes} bytes), "
-            f"{summary.failed} failed"
-        )
-        for err in summary.errors:
-            click.echo(f"    failed: {err}")
-        batches = _wait_for(
-            bootstrap, DOCS_CHUNKS.name(kafka.topic_prefix), ChunkBatch, start, want, 120
-        )
-        for key in sorted(keys):
-            b = batches.get(key)
-            if b is None:
-                click.echo(f"    {key:<40} not ingested yet (see {log_dir}/ingestion.log)")
-                continue
-            tokens = sum(c.token_count for c in b.chunks)
-            red = ", ".join(f"{k}={v}" for k, v in sorted(b.redactions.items())) or "none"
-            click.echo(
-                f"    {key:<40} {len(b.chunks):>3} chunks {tokens:>6} tokens  redacted: {red}"
-            )
-        click.secho("==> vector store", bold=True)
-        indexed = _wait_for(
-            bootstrap,
-            DOCS_INDEXED.name(kafka.topic_prefix),
-            DocumentIndexed,
-            start_indexed,
-            want,
-            180,
-        )
-        for key in sorted(keys):
-            r = indexed.get(key)
-            if r is None:
-                click.echo(f"    {key:<40} not indexed yet (see {log_dir}/embedding.log)")
-                continue
-            lag = (r.event_time - r.source_event_time).total_seconds()
-            click.echo(
-                f"    {key:<40} {r.status:<9} {r.chunk_count:>3} points, "
-                f"{r.chunks_encoded} encoded, {r.chunks_reused} reused, "
-                f"{lag:.1f}s from publish to searchable"
-            )
-        url = f"http://{api.host}:{api.port}"
-        _wait_ready(url, procs)
-        click.secho(f"==> ask at {url} (OpenAPI: {url}/docs)", bold=True)
-        click.echo('    llmops ask "What does the ingestion service do?"')
-        click.echo(
-            f"    curl -N {url}/v1/query -H 'Authorization: Bearer {key}' "
-            f"-H 'Content-Type: application/json' "
-            f'-d \'{{"question": "How are deletes handled?", "stream": true}}\''
-        )
-        click.secho(
-            "==> running; Ctrl-C stops the services (the broker keeps running; "
-            "`llmops kafka stop` stops it)",
-            bold=True,
-        )
-        while all(p.poll() is None for p in procs.values()):
-            time.sleep(1)
-        dead = [n for n, p in procs.items() if p.poll() is not None]
-        raise click.ClickException(f"service(s) {dead} exited; see {log_dir}")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    os.environ.setdefault("INFERENCE_API_KEYS_FILE", str(keys_file))
+    isettings, esettings = inference_settings(), embedding_settings()
+    click.secho("==> services (one process)", bold=True)
+    store = VectorStore.open(isettings.qdrant, platform, kafka.topic_prefix)
+    click.echo(f"    vector store: {isettings.qdrant.url or platform.data_dir / 'qdrant'}")
+    server = api_server(isettings, store, bootstrap, loglevel="warning")
+    click.echo(f"    LLM: {isettings.llm_backend}; API on http://{isettings.host}:{isettings.port}")
+    ingestion = build_ingestion(ingestion_settings(), bootstrap)
+    embedding = build_embedding(
+        esettings, bootstrap, store=store, embedder=get_embedder(esettings.model)
+    )
+    url = f"http://{isettings.host}:{isettings.port}"
+    threading.Thread(
+        target=_load_corpus,
+        daemon=True,
+        name="corpus",
+        args=(bootstrap, kafka.topic_prefix, corpus, tenant, url, key),
+    ).start()
+    run_with_api(server, ingestion, embedding, loglevel="warning")

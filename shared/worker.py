@@ -5,9 +5,17 @@ from __future__ import annotations
 import faust
 
 
-def run_worker(app: faust.App, loglevel: str = "info") -> None:
-    """Run ``app`` until SIGTERM/SIGINT; returns when the worker has stopped."""
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=True)
+def run_worker(*apps: faust.App, loglevel: str = "info") -> None:
+    """Run the apps in one worker until SIGTERM/SIGINT; each keeps its own consumer group."""
+    first, *others = apps
+    worker = faust.Worker(
+        first,
+        *others,
+        loglevel=loglevel,
+        quiet=True,
+        override_logging=True,
+        redirect_stdouts=False,  # keep the CLI's own output (dev mode) as it is
+    )
     # At WARNING and above faust adds a terminal spinner that sets the root logger to DEBUG,
     # so every aiokafka debug call builds a log record: a measurable cost per event.
     worker.spinner = None

@@ -66,13 +66,19 @@ def packaged_gguf(platform: PlatformSettings) -> Path:
 class LlamaCppLLM:
     """llama-cpp-python in this process."""
 
-    def __init__(self, path: Path, context_window: int, threads: int) -> None:
+    def __init__(
+        self, path: Path, context_window: int, threads: int, chat_format: str | None = "gemma"
+    ) -> None:
         from llama_cpp import Llama
 
         self.name = path.stem
         self.context_window = context_window
         self._llm = Llama(
-            model_path=str(path), n_ctx=context_window, n_threads=threads, verbose=False
+            model_path=str(path),
+            n_ctx=context_window,
+            n_threads=threads,
+            chat_format=chat_format,
+            verbose=False,
         )
         self._lock = threading.Lock()  # one generation at a time per loaded model
 
@@ -159,5 +165,5 @@ def make_llm(s: InferenceSettings) -> LLM:
         )
     if s.llm_backend == "llama_cpp":
         path = s.llm_model_path or packaged_gguf(s.platform)
-        return LlamaCppLLM(path, s.llm_context, s.llm_threads)
+        return LlamaCppLLM(path, s.llm_context, s.llm_threads, s.llm_chat_format)
     raise ValueError(f"unknown INFERENCE_LLM_BACKEND {s.llm_backend!r}: llama_cpp or openai")

@@ -44,6 +44,9 @@ class InferenceSettings(BaseSettings):
     llm_model_path: Path | None = Field(
         default=None, description="GGUF file for llama_cpp; default: the packaged Gemma 3 270M."
     )
+    llm_chat_format: str = Field(
+        default="gemma", description="llama.cpp chat template of the GGUF model (e.g. gemma)."
+    )
     llm_threads: int = Field(default=2, ge=1, description="CPU threads for llama_cpp.")
     llm_context: int = Field(default=2048, ge=256, description="Context window in tokens.")
     openai_base_url: str | None = Field(

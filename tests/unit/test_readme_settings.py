@@ -7,9 +7,18 @@ from pathlib import Path
 from pydantic_settings import BaseSettings
 
 from services.embedding.settings import EmbeddingSettings
+from services.inference.settings import InferenceSettings
 from services.ingestion.settings import IngestionSettings
 from shared.settings import KafkaSettings, PlatformSettings, QdrantSettings
 
+SETTINGS: tuple[type[BaseSettings], ...] = (
+    KafkaSettings,
+    PlatformSettings,
+    IngestionSettings,
+    QdrantSettings,
+    EmbeddingSettings,
+    InferenceSettings,
+)
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
@@ -23,28 +32,11 @@ def env_names(cls: type[BaseSettings]) -> list[str]:
 
 
 def test_every_setting_is_in_the_readme() -> None:
-    missing = [
-        n
-        for cls in (
-            KafkaSettings,
-            PlatformSettings,
-            IngestionSettings,
-            QdrantSettings,
-            EmbeddingSettings,
-        )
-        for n in env_names(cls)
-        if f"`{n}`" not in README
-    ]
+    missing = [n for cls in SETTINGS for n in env_names(cls) if f"`{n}`" not in README]
     assert missing == []
 
 
 def test_every_field_has_a_description() -> None:
-    for cls in (
-        KafkaSettings,
-        PlatformSettings,
-        IngestionSettings,
-        QdrantSettings,
-        EmbeddingSettings,
-    ):
+    for cls in SETTINGS:
         for name, field in cls.model_fields.items():
             assert field.description, f"{cls.__name__}.{name}"
