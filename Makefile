@@ -67,6 +67,7 @@ lint: install ## ruff (lint and format check), and mypy on shared/
 bench: install ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/query.py
 
 kafka-start: install ## Start the local broker in the background
 	$(BIN)/llmops kafka start

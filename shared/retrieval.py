@@ -68,7 +68,7 @@ def retrieve(
     collection = store.active()
     if collection is None:
         return []
-    embedder = embedder_for(store.info(collection).model)
+    embedder = embedder_for(store.model_of(collection))
     t0 = time.perf_counter()
     vector = embedder.encode([query])[0]
     t1 = time.perf_counter()

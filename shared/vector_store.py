@@ -59,6 +59,7 @@ class VectorStore:
     client: QdrantClient
     alias: str
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _models: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(
@@ -144,6 +145,15 @@ class VectorStore:
         return CollectionInfo(
             collection, str(meta.get("embedding_model", "?")), int(meta.get("dim", 0)), count
         )
+
+    def model_of(self, collection: str) -> str:
+        """Embedding model of a collection (cached: a collection's model never changes)."""
+        model = self._models.get(collection)
+        if model is None:
+            with self._lock:
+                meta = self.client.get_collection(collection).config.metadata or {}
+            model = self._models[collection] = str(meta.get("embedding_model", ""))
+        return model
 
     def drop(self, collection: str) -> None:
         """Delete a collection."""

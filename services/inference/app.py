@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any
 
@@ -109,6 +111,7 @@ def create_app(rt: Runtime) -> FastAPI:
     """The FastAPI application over a runtime."""
     s = rt.settings
     split = parse_split(s.prompt_split)
+    retrieval_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,16 +144,21 @@ def create_app(rt: Runtime) -> FastAPI:
 
     async def search(req: RetrieveRequest, key: ApiKey, timings: dict[str, float]) -> list[Hit]:
         top_k = min(req.top_k or s.top_k, s.max_top_k)
-        return await run_in_threadpool(
-            retrieve,
-            rt.store,
-            req.question,
-            key.tenant,
-            key.groups,
-            top_k * 2,
-            req.filters,
-            s.score_threshold,
-            timings=timings,
+        # One long-lived thread for the model: torch sets up its thread team per calling
+        # thread, and a rotating pool of threads pays that again and again.
+        return await asyncio.get_running_loop().run_in_executor(
+            retrieval_thread,
+            functools.partial(
+                retrieve,
+                rt.store,
+                req.question,
+                key.tenant,
+                key.groups,
+                top_k * 2,
+                req.filters,
+                s.score_threshold,
+                timings=timings,
+            ),
         )
 
     def trace(trace_id: str, key: ApiKey, question: str, endpoint: str, **kw: Any) -> None:

@@ -42,7 +42,10 @@ class TracePublisher:
             return True
         except asyncio.QueueFull:
             self.overflow += 1
-            log.warning("trace buffer full (%d); %d traces dropped", self.capacity, self.overflow)
+            if self.overflow == 1 or self.overflow % 1000 == 0:  # not a log line per request
+                log.warning(
+                    "trace buffer full (%d); %d traces dropped so far", self.capacity, self.overflow
+                )
             return False
 
     @property

@@ -1,0 +1,220 @@
+"""Query latency and streaming speed through the inference API versus the raw parts, in one run.
+
+  1. /v1/retrieve p50 and p95 over HTTP, divided by the raw in-process encode + Qdrant search
+     on the same questions (aim: 1.3 or less);
+  2. streamed tokens per second through /v1/query (SSE) divided by raw llama-cpp tokens per
+     second on the same prompt, greedy so both generate the same tokens (aim: 0.9 or more);
+  3. the time to first token that the service adds.
+
+The raw parts are measured in this process; the API runs in its own process
+(`llmops run inference`, traces to a real local broker) on the same embedded store.
+
+    python bench/query.py [--requests 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from bench.ingest import make_docs  # noqa: E402
+from services.embedding.indexer import Indexer  # noqa: E402
+from services.inference.auth import new_key  # noqa: E402
+from services.inference.llm import Sampling, make_llm  # noqa: E402
+from services.inference.logic import dedupe, pack  # noqa: E402
+from services.inference.prompts import load_prompts  # noqa: E402
+from services.inference.settings import InferenceSettings  # noqa: E402
+from services.ingestion.logic import Ingestor  # noqa: E402
+from services.ingestion.settings import IngestionSettings  # noqa: E402
+from shared.embedder import get_embedder  # noqa: E402
+from shared.kafka.broker import free_port, local_broker  # noqa: E402
+from shared.retrieval import access_filter, retrieve  # noqa: E402
+from shared.settings import PlatformSettings, QdrantSettings  # noqa: E402
+from shared.vector_store import VectorStore  # noqa: E402
+from tests.kafka_helpers import ServiceProcess  # noqa: E402
+
+QUESTIONS = [
+    f"What does the {w} report say about {v}?"
+    for w, v in [
+        ("quarterly", "revenue"),
+        ("customer", "invoice"),
+        ("engineer", "deploy"),
+        ("tenant", "policy"),
+        ("shipment", "contract"),
+        ("vector", "index"),
+    ]
+]
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=60)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-query-"))
+    platform = PlatformSettings(data_dir=tmp)
+    store = VectorStore.open(QdrantSettings(path=tmp / "q"), platform)
+    ing = Ingestor.from_settings(IngestionSettings())
+    docs = make_docs(150, 300)
+    Indexer(store, get_embedder()).index(
+        [ing.to_batch(d.model_copy(update={"tenant": "acme"})) for d in docs]
+    )
+    key, record = new_key("bench", "acme", [])
+    s = InferenceSettings(
+        api_keys=json.dumps([record.model_dump()]),
+        port=free_port(),
+        rate_limit_per_min=10**9,
+        temperature=0.0,
+        max_new_tokens=96,
+        platform=platform,
+    )
+    llm = make_llm(s)
+    embedder = get_embedder()
+    collection = store.active()
+    assert collection
+
+    # 1. raw encode + search, then the same through HTTP
+    def raw_once(q: str) -> float:
+        t0 = time.perf_counter()
+        vec = embedder.encode([q])[0]
+        store.search(
+            collection,
+            vec,
+            access_filter("acme", []),
+            limit=s.top_k * 2,
+            score_threshold=s.score_threshold,
+        )
+        return (time.perf_counter() - t0) * 1000
+
+    for q in QUESTIONS:
+        raw_once(q)
+    raw = [raw_once(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.requests)]
+
+    # The API in its own process, as deployed: `llmops run inference` on the same store.
+    question = QUESTIONS[0]
+    prompt = load_prompts(s.prompts_dir)["rag"]["v1"]
+    hits = dedupe(retrieve(store, question, "acme", [], s.top_k * 2, None, s.score_threshold))
+    budget = (
+        llm.context_window - s.max_new_tokens - llm.count_tokens(prompt.render("", question)) - 16
+    )
+    context, _ = pack(hits, budget, llm.count_tokens)
+    text = prompt.render(context, question)
+    sampling = Sampling.from_settings(s)
+
+    def raw_gen() -> tuple[float, float, int]:
+        # Another prompt first: llama.cpp reuses a cached prompt prefix, so each round
+        # starts as cold as the service's.
+        list(llm.stream("Say hello.", sampling, threading.Event()))
+        t0 = time.perf_counter()
+        stamps = [time.perf_counter() for _ in llm.stream(text, sampling, threading.Event())]
+        return stamps[0] - t0, (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
+
+    store.close()
+    model_name = llm.name
+
+    broker = local_broker(tmp / "broker", platform.cache_dir, free_port(), free_port())
+    broker.start()
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+        KAFKA_TOPIC_PREFIX="",  # this run's own broker; a prefix would also rename the alias
+        LLMOPS_DATA_DIR=str(tmp),
+        QDRANT_PATH=str(tmp / "q"),
+        LLMOPS_LOG_LEVEL="warning",
+        INFERENCE_PORT=str(s.port),
+        INFERENCE_API_KEYS=s.api_keys or "",
+        INFERENCE_RATE_LIMIT_PER_MIN=str(10**9),
+        INFERENCE_TEMPERATURE="0",
+        INFERENCE_MAX_NEW_TOKENS=str(s.max_new_tokens),
+    )
+    server = ServiceProcess("inference", env, tmp / "inference.log")
+    server.start()
+    url = f"http://127.0.0.1:{s.port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    else:
+        raise SystemExit(f"the API did not get ready; see {server.log_path}")
+    headers = {"Authorization": f"Bearer {key}"}
+    api: list[float] = []
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+        for q in QUESTIONS:
+            r = c.post("/v1/retrieve", json={"question": q})
+            r.raise_for_status()
+            assert r.json()["chunks"], "the API must search the same, filled collection"
+        for i in range(args.requests):
+            t0 = time.perf_counter()
+            c.post(
+                "/v1/retrieve", json={"question": QUESTIONS[i % len(QUESTIONS)]}
+            ).raise_for_status()
+            api.append((time.perf_counter() - t0) * 1000)
+
+        # 2. the same prompt, streamed through SSE; rounds alternate with the raw runs, since
+        # this machine's speed drifts
+        def api_gen() -> tuple[float, float, int]:
+            c.post("/v1/query", json={"question": "Say hello.", "top_k": 1}).raise_for_status()
+            t0 = time.perf_counter()
+            sse: list[float] = []
+            body = {"question": question, "stream": True, "prompt": "rag/v1"}
+            with c.stream("POST", "/v1/query", json=body) as r:
+                for line in r.iter_lines():
+                    if line.startswith("event: token"):
+                        sse.append(time.perf_counter())
+                    elif line.startswith("data: ") and '"citations"' in line:
+                        assert json.loads(line[6:])["citations"], "the answer must cite chunks"
+            return sse[0] - t0, (len(sse) - 1) / (sse[-1] - sse[0]), len(sse)
+
+        raw_runs, api_runs = [], []
+        for _ in range(3):
+            raw_runs.append(raw_gen())
+            api_runs.append(api_gen())
+    server.stop()
+    broker.stop()
+    store = VectorStore.open(QdrantSettings(path=tmp / "q"), platform)
+    raw += [raw_once(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.requests)]
+    store.close()
+    raw_ttft = statistics.median(r[0] for r in raw_runs)
+    raw_tps = statistics.median(r[1] for r in raw_runs)
+    api_ttft = statistics.median(r[0] for r in api_runs)
+    api_tps = statistics.median(r[1] for r in api_runs)
+    n_raw, n_api = raw_runs[0][2], api_runs[0][2]
+    print(f"corpus: {len(docs)} documents; {args.requests} requests; model {model_name}")
+    print(f"/v1/retrieve   p50 {statistics.median(api):7.1f} ms  p95 {pct(api, 0.95):7.1f} ms")
+    print(f"raw encode+search p50 {statistics.median(raw):7.1f} ms  p95 {pct(raw, 0.95):7.1f} ms")
+    print(
+        f"ratio retrieve/raw: p50 {statistics.median(api) / statistics.median(raw):.2f}  "
+        f"p95 {pct(api, 0.95) / pct(raw, 0.95):.2f}  (target <= 1.3)"
+    )
+    print(
+        f"tokens/s (median of 3): streamed {api_tps:.1f} ({n_api} tokens), raw llama-cpp "
+        f"{raw_tps:.1f} ({n_raw} tokens)"
+    )
+    print(f"ratio streamed/raw: {api_tps / raw_tps:.2f}  (target >= 0.9)")
+    print(
+        f"time to first token: service {api_ttft * 1000:.0f} ms, raw {raw_ttft * 1000:.0f} ms, "
+        f"added by the service {(api_ttft - raw_ttft) * 1000:.0f} ms (retrieval included)"
+    )
+
+
+if __name__ == "__main__":
+    main()
