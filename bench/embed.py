@@ -14,53 +14,33 @@ One run, the same chunks and batch size throughout:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._env import BenchKafka  # noqa: E402
 from bench.ingest import make_docs  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
 from shared.embedder import Embedder  # noqa: E402
 from shared.events import ChunkBatch, DocumentEvent, DocumentIndexed  # noqa: E402
-from shared.kafka.admin import create_topics  # noqa: E402
-from shared.kafka.broker import free_port, local_broker  # noqa: E402
 from shared.kafka.producer import make_producer  # noqa: E402
-from shared.settings import PlatformSettings  # noqa: E402
+from shared.kafka.reader import wait_for_events  # noqa: E402
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, INGEST_DOCUMENTS  # noqa: E402
 from tests.kafka_helpers import ServiceProcess  # noqa: E402
 
 
 def wait_for(
-    bootstrap: str, topic: str, keys: dict[str, int], timeout_s: float = 900
+    bootstrap: str, topic: str, want: dict[str, int], timeout_s: float = 900
 ) -> dict[str, DocumentIndexed]:
     """DocumentIndexed records for the wanted (key, version)s, once all have arrived."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    got: dict[str, DocumentIndexed] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        deadline = time.monotonic() + timeout_s
-        while len(got) < len(keys) and time.monotonic() < deadline:
-            for recs in c.poll(timeout_ms=1000).values():
-                for r in recs:
-                    d = DocumentIndexed.from_bytes(r.value)
-                    if keys.get(d.key) == d.version:
-                        got[d.key] = d
-        if len(got) < len(keys):
-            raise SystemExit(f"only {len(got)} of {len(keys)} documents were indexed")
-        return got
-    finally:
-        c.close()
+    got = wait_for_events(bootstrap, topic, DocumentIndexed, None, want, timeout_s)
+    if len(got) < len(want):
+        raise SystemExit(f"only {len(got)} of {len(want)} documents were indexed")
+    return got
 
 
 def send(bootstrap: str, topic: str, items: list[ChunkBatch] | list[DocumentEvent]) -> None:
@@ -93,25 +73,9 @@ def main() -> None:
 
     raw_before = raw()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-embed-"))
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = local_broker(
-            tmp / "broker", PlatformSettings().cache_dir, free_port(), free_port()
-        )
-        broker.start()
-        bootstrap = broker.bootstrap
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    create_topics(bootstrap, prefix)
-    env = dict(
-        os.environ,
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        KAFKA_TOPIC_PREFIX=prefix,
-        LLMOPS_DATA_DIR=str(tmp / "data"),
-        LLMOPS_LOG_LEVEL="warning",
-        EMBEDDING_BATCH_SIZE=str(args.batch_size),
-    )
+    kafka = BenchKafka.start("embed")
+    bootstrap, prefix, tmp = kafka.bootstrap, kafka.prefix, kafka.tmp
+    env = kafka.env(EMBEDDING_BATCH_SIZE=str(args.batch_size))
     embedding = ServiceProcess("embedding", env, tmp / "embedding.log")
     ingestion = ServiceProcess("ingestion", env, tmp / "ingestion.log")
     chunks_topic, indexed_topic = DOCS_CHUNKS.name(prefix), DOCS_INDEXED.name(prefix)
@@ -162,8 +126,7 @@ def main() -> None:
     finally:
         embedding.stop()
         ingestion.stop()
-        if broker:
-            broker.stop()
+        kafka.stop()
     # The machine's speed drifts: take the raw rate before and after the service runs.
     raw_rate = (raw_before + raw()) / 2
     p50 = statistics.median(lags)

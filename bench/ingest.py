@@ -12,22 +12,18 @@ so worker start-up and group join are not counted.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._env import BenchKafka  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
 from shared.events import DocumentEvent  # noqa: E402
-from shared.kafka.admin import create_topics  # noqa: E402
-from shared.kafka.broker import free_port, local_broker  # noqa: E402
-from shared.settings import PlatformSettings  # noqa: E402
+from shared.kafka.reader import end_offsets  # noqa: E402
 from shared.topics import DOCS_CHUNKS, INGEST_DOCUMENTS  # noqa: E402
 from shared.upstream import publish_documents  # noqa: E402
 from tests.kafka_helpers import ServiceProcess, consume  # noqa: E402
@@ -80,14 +76,7 @@ def make_docs(n: int, words: int, seed: int = 7) -> list[DocumentEvent]:
 
 
 def _produced(bootstrap: str, topic: str) -> int:
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
-        return sum(c.end_offsets(tps).values())
-    finally:
-        c.close()
+    return sum(end_offsets(bootstrap, topic).values())
 
 
 def main() -> None:
@@ -110,25 +99,10 @@ def main() -> None:
         ingestor.process(value, key, None)
     before = in_process_rate()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = local_broker(
-            tmp / "broker", PlatformSettings().cache_dir, free_port(), free_port()
-        )
-        broker.start()
-        bootstrap = broker.bootstrap
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    create_topics(bootstrap, prefix)
-    env = dict(
-        os.environ,
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        KAFKA_TOPIC_PREFIX=prefix,
-        LLMOPS_DATA_DIR=str(tmp / "data"),
-        LLMOPS_LOG_LEVEL="warning",
-    )
-    service = ServiceProcess("ingestion", env, tmp / "ingestion.log")
+    kafka = BenchKafka.start("ingest")
+    bootstrap, prefix = kafka.bootstrap, kafka.prefix
+    env = kafka.env()
+    service = ServiceProcess("ingestion", env, kafka.tmp / "ingestion.log")
     try:
         publish_documents(docs, bootstrap, prefix)
         service.start()
@@ -147,8 +121,7 @@ def main() -> None:
         over_kafka = (len(out) - 1) / ((stamps[-1] - stamps[0]) / 1000)
     finally:
         service.stop()
-        if broker:
-            broker.stop()
+        kafka.stop()
     # The machine's speed drifts; take the in-process rate before and after the service run.
     in_process = (before + in_process_rate()) / 2
     print(f"documents: {len(docs)} x ~{args.words} words, topic {INGEST_DOCUMENTS.name(prefix)}")

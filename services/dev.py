@@ -6,12 +6,12 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
-from shared.events import ChunkBatch, DocumentIndexed, Event
+from shared.events import ChunkBatch, DocumentIndexed
 from shared.kafka.admin import create_topics
+from shared.kafka.reader import end_offsets, wait_for_events
 from shared.settings import KafkaSettings, PlatformSettings, ensure_kafka
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED
 from shared.upstream import events_from_paths, publish_documents
@@ -28,96 +28,6 @@ def _dev_key(data_dir: Path, tenant: str) -> tuple[str, Path]:
         key_file.write_text(key)
         key_file.chmod(0o600)
     return key_file.read_text().strip(), keys_file
-
-
-def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        return {tp.partition: off for tp, off in c.end_offsets(tps).items()}
-    finally:
-        c.close()
-
-
-E = TypeVar("E", bound=Event)
-
-
-def _wait_for(
-    bootstrap: str,
-    topic: str,
-    model: type[E],
-    start: dict[int, int],
-    want: dict[str, int],
-    timeout_s: float,
-) -> dict[str, E]:
-    """Events of ``model`` for the wanted key and version, published after ``start``."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    got: dict[str, E] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in start]
-        c.assign(tps)
-        for tp in tps:
-            c.seek(tp, start[tp.partition])
-        deadline = time.monotonic() + timeout_s
-        while want.keys() - got.keys() and time.monotonic() < deadline:
-            for recs in c.poll(timeout_ms=500).values():
-                for r in recs:
-                    b = model.from_bytes(r.value)
-                    key = r.key.decode() if r.key else ""
-                    if want.get(key) == getattr(b, "version", None):
-                        got[key] = b
-        return got
-    finally:
-        c.close()
-
-
-def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        return {tp.partition: off for tp, off in c.end_offsets(tps).items()}
-    finally:
-        c.close()
-
-
-E = TypeVar("E", bound=Event)
-
-
-def _wait_for(
-    bootstrap: str,
-    topic: str,
-    model: type[E],
-    start: dict[int, int],
-    want: dict[str, int],
-    timeout_s: float,
-) -> dict[str, E]:
-    """Events of ``model`` for the wanted key and version, published after ``start``."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    got: dict[str, E] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in start]
-        c.assign(tps)
-        for tp in tps:
-            c.seek(tp, start[tp.partition])
-        deadline = time.monotonic() + timeout_s
-        while want.keys() - got.keys() and time.monotonic() < deadline:
-            for recs in c.poll(timeout_ms=500).values():
-                for r in recs:
-                    b = model.from_bytes(r.value)
-                    key = r.key.decode() if r.key else ""
-                    if want.get(key) == getattr(b, "version", None):
-                        got[key] = b
-        return got
-    finally:
-        c.close()
 
 
 def _wait_ready(url: str, timeout_s: float = 300) -> bool:
@@ -141,15 +51,15 @@ def _load_corpus(
     click.secho("==> sample corpus", bold=True)
     items = list(events_from_paths(corpus, tenant))
     want = {i.key: i.version for i in items if not isinstance(i, Exception)}
-    start = _end_offsets(bootstrap, DOCS_CHUNKS.name(prefix))
-    start_indexed = _end_offsets(bootstrap, DOCS_INDEXED.name(prefix))
+    start = end_offsets(bootstrap, DOCS_CHUNKS.name(prefix))
+    start_indexed = end_offsets(bootstrap, DOCS_INDEXED.name(prefix))
     summary = publish_documents(items, bootstrap, prefix, progress=True, total=len(items))
     click.echo(
         f"    published {summary.sent} documents ({summary.bytes} bytes), {summary.failed} failed"
     )
     for err in summary.errors:
         click.echo(f"    failed: {err}")
-    batches = _wait_for(bootstrap, DOCS_CHUNKS.name(prefix), ChunkBatch, start, want, 120)
+    batches = wait_for_events(bootstrap, DOCS_CHUNKS.name(prefix), ChunkBatch, start, want, 120)
     for key_ in sorted(want):
         b = batches.get(key_)
         if b is None:
@@ -159,7 +69,7 @@ def _load_corpus(
         red = ", ".join(f"{k}={v}" for k, v in sorted(b.redactions.items())) or "none"
         click.echo(f"    {key_:<40} {len(b.chunks):>3} chunks {tokens:>6} tokens  redacted: {red}")
     click.secho("==> vector store", bold=True)
-    indexed = _wait_for(
+    indexed = wait_for_events(
         bootstrap, DOCS_INDEXED.name(prefix), DocumentIndexed, start_indexed, want, 300
     )
     for key_ in sorted(want):

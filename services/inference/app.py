@@ -261,27 +261,7 @@ def create_app(rt: Runtime) -> FastAPI:
                 "timings_ms": timings,
             }
 
-        stop = threading.Event()
-        pieces = generate(llm, text, Sampling.from_settings(s), stop, s.llm_timeout_s, timings)
-
-        if not req.stream:
-            answer: list[str] = []
-            try:
-                async for piece in pieces:
-                    answer.append(piece)
-            except (LLMUnavailable, LLMFailed, TimeoutError) as exc:
-                code, reason = error_status(exc)
-                trace(
-                    trace_id,
-                    key,
-                    req.question,
-                    "query",
-                    status="error",
-                    error=reason,
-                    timings_ms=timings,
-                    **base,
-                )
-                raise HTTPException(code, reason) from exc
+        def finished(answer: list[str]) -> dict[str, Any]:
             body = final("".join(answer).strip(), len(answer))
             trace(
                 trace_id,
@@ -296,38 +276,44 @@ def create_app(rt: Runtime) -> FastAPI:
             )
             return body
 
+        def failed(exc: BaseException, answer: list[str]) -> tuple[int, str]:
+            code, reason = error_status(exc)
+            trace(
+                trace_id,
+                key,
+                req.question,
+                "query",
+                status="error",
+                error=reason,
+                answer="".join(answer),
+                timings_ms=timings,
+                **base,
+            )
+            return code, reason
+
+        stop = threading.Event()
+        pieces = generate(llm, text, Sampling.from_settings(s), stop, s.llm_timeout_s, timings)
+
+        if not req.stream:
+            answer: list[str] = []
+            try:
+                async for piece in pieces:
+                    answer.append(piece)
+            except (LLMUnavailable, LLMFailed, TimeoutError) as exc:
+                code, reason = failed(exc, answer)
+                raise HTTPException(code, reason) from exc
+            return finished(answer)
+
         async def sse() -> AsyncIterator[bytes]:
             answer: list[str] = []
             try:
                 async for piece in pieces:
                     answer.append(piece)
                     yield f"event: token\ndata: {json.dumps({'text': piece})}\n\n".encode()
-                body = final("".join(answer).strip(), len(answer))
-                trace(
-                    trace_id,
-                    key,
-                    req.question,
-                    "query",
-                    status="ok",
-                    answer=body["answer"],
-                    completion_tokens=len(answer),
-                    timings_ms=timings,
-                    **base,
-                )
+                body = finished(answer)
                 yield f"event: done\ndata: {json.dumps(body)}\n\n".encode()
             except (LLMUnavailable, LLMFailed, TimeoutError) as exc:
-                code, reason = error_status(exc)
-                trace(
-                    trace_id,
-                    key,
-                    req.question,
-                    "query",
-                    status="error",
-                    error=reason,
-                    answer="".join(answer),
-                    timings_ms=timings,
-                    **base,
-                )
+                code, reason = failed(exc, answer)
                 err = {"status": code, "detail": reason, "trace_id": trace_id}
                 yield f"event: error\ndata: {json.dumps(err)}\n\n".encode()
             finally:

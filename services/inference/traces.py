@@ -64,7 +64,7 @@ class TracePublisher:
             return
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(drain_s):
-                while self.pending and self.connected:
+                while self.pending:  # also while (re)connecting; bounded by drain_s
                     await asyncio.sleep(0.05)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

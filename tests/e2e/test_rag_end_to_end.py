@@ -88,6 +88,20 @@ def test_published_documents_become_answerable_and_deletes_disappear(
     body = r.json()
     assert body["citations"][0]["doc_id"] == "kb/backup.md" and body["answer"]
 
+    # the terminal client streams the answer, then lists its sources
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "ask", question, "--url", url, "--key", key],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "[1] Backups (kb/backup.md" in out.stdout and "trace " in out.stdout
+
     publish_documents([delete_event("acme/kb/backup.md")], kafka_bootstrap, topic_prefix)
     wait(lambda: "kb/backup.md" not in cited(url, key, question), what="the delete to land")
     assert "kb/parking.md" in cited(url, key, "where do visitors park")

@@ -284,11 +284,26 @@ def test_backend_down_gives_503_and_an_error_trace(world: dict[str, Any]) -> Non
     with TestClient(app) as c:
         r = c.post("/v1/query", json={"question": "vpn?"}, headers=auth(world["keys"]["a"]))
         assert r.status_code == 503 and "unreachable" in r.json()["detail"]
+        deadline = time.monotonic() + 60
+        while publisher.sent < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
     traces = [
         InferenceTrace.from_bytes(rec.value)
         for rec in consume(world["bootstrap"], INFERENCE_COMPLETED.name(world["prefix"]), idle_s=3)
     ]
-    assert any(t.status == "error" and "unreachable" in (t.error or "") for t in traces)
+    assert any(t.status == "error" and "unreachable" in (t.error or "") for t in traces), (
+        publisher,
+        [(t.status, t.error) for t in traces][-5:],
+    )
+
+
+def test_generation_timeout_gives_503(world: dict[str, Any]) -> None:
+    s: InferenceSettings = world["settings"].model_copy(update={"llm_timeout_s": 0.001})
+    publisher = TracePublisher(world["bootstrap"], INFERENCE_COMPLETED.name(world["prefix"]))
+    rt = build_runtime(s, world["store"], world["client"].app.state.rt.llm, publisher)
+    with TestClient(create_app(rt)) as c:
+        r = c.post("/v1/query", json={"question": "vpn?"}, headers=auth(world["keys"]["a"]))
+    assert r.status_code == 503 and "timed out" in r.json()["detail"]
 
 
 def test_kafka_away_never_blocks_answers_and_overflow_is_counted(world: dict[str, Any]) -> None:
