@@ -18,8 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DOC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,254}$"
 GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-_TENANT_RE = re.compile(TENANT_PATTERN)
-_DOC_ID_RE = re.compile(DOC_ID_PATTERN)
 _GROUP_RE = re.compile(GROUP_PATTERN)
 
 
@@ -242,16 +240,6 @@ class DeadLetter(Event):
     error_type: str = Field(description="Machine-readable reason, e.g. InvalidJSON, TooLarge.")
     error_message: str = Field(description="Human-readable reason.")
     failed_at: datetime = Field(default_factory=utcnow, description="When the stage gave up.")
-
-
-def is_valid_tenant(value: str) -> bool:
-    """True for a well-formed tenant name."""
-    return bool(_TENANT_RE.match(value))
-
-
-def is_valid_doc_id(value: str) -> bool:
-    """True for a well-formed document id."""
-    return bool(_DOC_ID_RE.match(value))
 
 
 EVENT_MODELS: dict[str, type[Event]] = {
