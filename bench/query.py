@@ -38,6 +38,7 @@ from services.inference.settings import InferenceSettings  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
 from shared.embedder import get_embedder  # noqa: E402
+from shared.http import wait_ok  # noqa: E402
 from shared.kafka.broker import free_port, local_broker  # noqa: E402
 from shared.retrieval import access_filter, retrieve  # noqa: E402
 from shared.settings import PlatformSettings, QdrantSettings  # noqa: E402
@@ -145,15 +146,7 @@ def main() -> None:
     server = ServiceProcess("inference", env, tmp / "inference.log")
     server.start()
     url = f"http://127.0.0.1:{s.port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    else:
+    if not wait_ok(f"{url}/readyz", 180):
         raise SystemExit(f"the API did not get ready; see {server.log_path}")
     headers = {"Authorization": f"Bearer {key}"}
     api: list[float] = []

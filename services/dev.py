@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import click
 
 from shared.events import ChunkBatch, DocumentIndexed
+from shared.http import wait_ok
 from shared.kafka.admin import create_topics
 from shared.kafka.reader import end_offsets, wait_for_events
 from shared.settings import KafkaSettings, PlatformSettings, ensure_kafka
@@ -28,20 +28,6 @@ def _dev_key(data_dir: Path, tenant: str) -> tuple[str, Path]:
         key_file.write_text(key)
         key_file.chmod(0o600)
     return key_file.read_text().strip(), keys_file
-
-
-def _wait_ready(url: str, timeout_s: float = 300) -> bool:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    return False
 
 
 def _load_corpus(
@@ -83,7 +69,7 @@ def _load_corpus(
             f"{r.chunks_encoded} encoded, {r.chunks_reused} reused, "
             f"{lag:.1f}s from publish to searchable"
         )
-    if not _wait_ready(url):
+    if not wait_ok(f"{url}/readyz", 300):
         click.echo(f"    the API at {url} is not ready yet")
     click.secho(
         f"==> ask at {url} (OpenAPI docs: {url}/docs); Ctrl-C stops everything but "
@@ -136,4 +122,7 @@ def run_dev(corpus: list[Path], tenant: str = "default") -> None:
         name="corpus",
         args=(bootstrap, kafka.topic_prefix, corpus, tenant, url, key),
     ).start()
-    run_with_api(server, ingestion, embedding, loglevel="warning")
+    try:
+        run_with_api(server, ingestion, embedding, loglevel="warning")
+    finally:
+        store.close()  # release the embedded store's lock before the interpreter goes

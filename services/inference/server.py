@@ -53,13 +53,18 @@ def serve(settings: InferenceSettings, bootstrap: str, loglevel: str = "info") -
     """Serve the API until interrupted (with the embedding agent when the store is embedded)."""
     store = VectorStore.open(settings.qdrant, settings.platform, settings.kafka.topic_prefix)
     server = api_server(settings, store, bootstrap, loglevel)
-    if settings.qdrant.url:
-        server.run()
-        return
-    from services.embedding.agent import build_app
-    from services.embedding.settings import embedding_settings
-    from shared.embedder import get_embedder
+    try:
+        if settings.qdrant.url:
+            server.run()
+            return
+        from services.embedding.agent import build_app
+        from services.embedding.settings import embedding_settings
+        from shared.embedder import get_embedder
 
-    esettings = embedding_settings()
-    embedding = build_app(esettings, bootstrap, store=store, embedder=get_embedder(esettings.model))
-    run_with_api(server, embedding, loglevel=loglevel)
+        esettings = embedding_settings()
+        embedding = build_app(
+            esettings, bootstrap, store=store, embedder=get_embedder(esettings.model)
+        )
+        run_with_api(server, embedding, loglevel=loglevel)
+    finally:
+        store.close()

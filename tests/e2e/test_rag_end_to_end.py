@@ -11,6 +11,7 @@ import pytest
 
 from services.inference.auth import new_key
 from shared.events import DocumentEvent
+from shared.http import wait_ok
 from shared.kafka.broker import free_port
 from shared.upstream import delete_event, publish_documents
 
@@ -73,7 +74,7 @@ def test_published_documents_become_answerable_and_deletes_disappear(
     ]
     summary = publish_documents(docs, kafka_bootstrap, topic_prefix)
     assert summary.sent == 2
-    wait(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, what="readyz")
+    assert wait_ok(f"{url}/readyz", 180), api.log()[-3000:]
     question = "How long are billing database backups kept?"
     wait(lambda: "kb/backup.md" in cited(url, key, question), what="the document to be cited")
     assert api.alive(), api.log()[-3000:]

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -24,6 +22,7 @@ from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
 from shared.embedder import get_embedder
 from shared.events import DocumentEvent
+from shared.http import wait_ok
 from shared.kafka.broker import free_port
 from shared.settings import PlatformSettings, QdrantSettings
 from shared.vector_store import VectorStore
@@ -57,15 +56,7 @@ def openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("llama_cpp.server did not start")
+        assert wait_ok(f"{url}/models", 120), "llama_cpp.server did not start"
         yield url
     finally:
         proc.terminate()
