@@ -103,6 +103,42 @@ def _auth(action: str):  # type: ignore[no-untyped-def]
     return dep
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """413 for bodies over ``limit`` bytes: by Content-Length up front, else while reading.
+
+    A plain ASGI middleware: Starlette's function middlewares add a task per request.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = JSONResponse({"detail": f"body over {self.limit} bytes"}, 413)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            return await too_large(scope, receive, send)
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await too_large(scope, receive, send)
+
+
 QueryKey = Annotated[ApiKey, Depends(_auth("query"))]
 RetrieveKey = Annotated[ApiKey, Depends(_auth("retrieve"))]
 
@@ -127,16 +163,7 @@ def create_app(rt: Runtime) -> FastAPI:
     )
     app.state.rt = rt
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > s.max_body_bytes:
-            return JSONResponse({"detail": f"body over {s.max_body_bytes} bytes"}, 413)
-        if request.method == "POST":
-            body = await request.body()
-            if len(body) > s.max_body_bytes:
-                return JSONResponse({"detail": f"body over {s.max_body_bytes} bytes"}, 413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=s.max_body_bytes)
 
     def check_question(q: str) -> None:
         if len(q) > s.max_question_chars:
