@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from shared.settings import KafkaSettings, PlatformSettings, ensure_kafka
+from shared.settings import KafkaSettings, PlatformSettings, configured_broker, ensure_kafka
 
 
 def _bootstrap() -> str:
@@ -16,17 +16,7 @@ def _bootstrap() -> str:
 
 
 def _local_broker():  # type: ignore[no-untyped-def]
-    from shared.kafka.broker import local_broker
-
-    k, p = KafkaSettings(), PlatformSettings()
-    return local_broker(
-        p.data_dir,
-        p.cache_dir,
-        k.local_port,
-        k.local_controller_port,
-        k.local_heap,
-        k.start_timeout_s,
-    )
+    return configured_broker(KafkaSettings(), PlatformSettings())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

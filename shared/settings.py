@@ -7,9 +7,13 @@ the ``*_settings()`` functions (or construct the classes) so tests can inject va
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from shared.kafka.broker import LocalBroker
 
 
 def default_cache_dir() -> Path:
@@ -58,23 +62,12 @@ class KafkaSettings(BaseSettings):
         default=90.0, description="How long to wait for the local broker to answer metadata."
     )
 
-    @property
-    def local_bootstrap(self) -> str:
-        """Bootstrap address of the local broker."""
-        return f"127.0.0.1:{self.local_port}"
 
-    def bootstrap(self) -> str:
-        """The cluster to talk to: the configured one, else the local broker."""
-        return self.bootstrap_servers or self.local_bootstrap
-
-
-def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
-    """The cluster to use: the configured one, else the local broker, started if needed."""
-    if kafka.bootstrap_servers:
-        return kafka.bootstrap_servers
+def configured_broker(kafka: KafkaSettings, platform: PlatformSettings) -> LocalBroker:
+    """The local broker these settings describe (not started)."""
     from shared.kafka.broker import local_broker
 
-    broker = local_broker(
+    return local_broker(
         platform.data_dir,
         platform.cache_dir,
         kafka.local_port,
@@ -82,6 +75,13 @@ def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
         kafka.local_heap,
         kafka.start_timeout_s,
     )
+
+
+def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
+    """The cluster to use: the configured one, else the local broker, started if needed."""
+    if kafka.bootstrap_servers:
+        return kafka.bootstrap_servers
+    broker = configured_broker(kafka, platform)
     broker.start()
     return broker.bootstrap
 

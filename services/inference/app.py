@@ -244,7 +244,7 @@ def create_app(rt: Runtime) -> FastAPI:
         }
 
     @app.post("/v1/query", response_model=None)
-    async def query_route(req: QueryRequest, request: Request, key: QueryKey) -> Any:
+    async def query_route(req: QueryRequest, key: QueryKey) -> Any:
         """Answer with citations; ``stream: true`` sends Server-Sent Events."""
         check_question(req.question)
         if rt.llm is None:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from services.inference.settings import InferenceSettings
 from shared.settings import PlatformSettings
@@ -117,7 +117,6 @@ class OpenAICompatLLM:
         self.name = model
         self.context_window = context_window
         self._client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
-        self._tokenizer: Any = None
 
     def count_tokens(self, text: str) -> int:
         # The server's tokenizer is not reachable through the API; the embedding model's
