@@ -7,14 +7,18 @@ PYTHON ?= python3
 # the virtualenv by requirements.lock, the Kafka jars by infra/kafka/pom.xml (~/.m2).
 LLMOPS_CACHE ?= $(HOME)/.cache/llmops
 export LLMOPS_CACHE_DIR := $(LLMOPS_CACHE)
-LOCK_HASH := $(shell cat requirements.lock | sha256sum | cut -c1-12)
+# llama-cpp-python ships as source only: it is compiled once (long, on 2 cores) into a wheel
+# cache keyed by its version and build flags, so a new lock or a fresh clone reuses the wheel.
+# Without OpenMP: torch brings its own libgomp, llama.cpp would share it, and two OpenMP
+# teams in one process (queries and answers) slow each other by a tenth to a quarter.
+LLAMA_VERSION := $(shell sed -n -E 's/^llama[-_]cpp[-_]python==//p' requirements.lock)
+LLAMA_CMAKE_ARGS := -DGGML_OPENMP=OFF
+LLAMA_FLAVOUR := $(shell echo "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)" | sha256sum | cut -c1-8)
+WHEELS := $(LLMOPS_CACHE)/wheels/llama-cpp-python-$(LLAMA_FLAVOUR)
+LLAMA_WHEEL := $(WHEELS)/.built
+LOCK_HASH := $(shell cat requirements.lock <(echo $(LLAMA_FLAVOUR)) | sha256sum | cut -c1-12)
 VENV ?= $(LLMOPS_CACHE)/venv-$(LOCK_HASH)
 BIN := $(VENV)/bin
-# llama-cpp-python ships as source only: it is compiled once (long, on 2 cores) into a wheel
-# cache keyed by its version, so a new lock or a fresh clone reuses the wheel.
-WHEELS := $(LLMOPS_CACHE)/wheels
-LLAMA_VERSION := $(shell sed -n -E 's/^llama[-_]cpp[-_]python==//p' requirements.lock)
-LLAMA_WHEEL := $(WHEELS)/.built-llama-cpp-python-$(LLAMA_VERSION)
 READY := $(VENV)/.complete
 INSTALLED := .llmops/.installed-$(LOCK_HASH)
 
@@ -27,8 +31,9 @@ help: ## List the targets
 # file times must not rebuild a virtualenv that is already complete.
 $(LLAMA_WHEEL):
 	@echo "==> compiling llama-cpp-python $(LLAMA_VERSION) once into $(WHEELS) (takes a while)"
-	mkdir -p $(WHEELS)
-	$(PYTHON) -m pip wheel --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	rm -rf $(WHEELS) && mkdir -p $(WHEELS)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PYTHON) -m pip wheel \
+		--no-cache-dir --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
 	touch $(LLAMA_WHEEL)
 
 $(READY): $(LLAMA_WHEEL)
@@ -36,7 +41,8 @@ $(READY): $(LLAMA_WHEEL)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==26.3
-	$(BIN)/pip install --progress-bar on --find-links $(WHEELS) -r requirements.lock
+	$(BIN)/pip install --progress-bar on --find-links $(WHEELS) --only-binary llama-cpp-python \
+		-r requirements.lock
 	touch $(READY)
 
 $(INSTALLED): $(READY) pyproject.toml
