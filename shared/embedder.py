@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.model_files import DEFAULT_MODEL, model_dir  # sets HF_HUB_OFFLINE first
+
+T = TypeVar("T")
+TORCH_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
 
 
 @dataclass
 class Embedder:
-    """Encodes texts into normalised vectors; counts its calls so tests can prove a skip."""
+    """Encodes texts into normalised vectors; counts its calls so tests can prove a skip.
+
+    Every encode, of every embedder in the process, runs on one thread (``TORCH_THREAD``),
+    whichever thread calls. Torch's OpenMP keeps a team of threads per calling thread, and on
+    a machine this small a second team (say the API's queries beside the embedding agent's
+    batches) slows every encode by about a quarter, even while it sits idle. One thread also
+    means one encode at a time; torch already uses every core.
+    """
 
     name: str = DEFAULT_MODEL
     device: str = "cpu"
     calls: int = 0
     texts_encoded: int = 0
     _model: Any = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @staticmethod
+    def _on_thread(fn: Callable[[], T]) -> T:
+        return TORCH_THREAD.submit(fn).result()
 
     def _load(self) -> Any:
         if self._model is None:
@@ -33,7 +47,7 @@ class Embedder:
     @property
     def dim(self) -> int:
         """Vector size."""
-        dim = self._load().get_embedding_dimension()
+        dim = self._on_thread(self._load).get_embedding_dimension()
         assert dim is not None
         return int(dim)
 
@@ -41,21 +55,27 @@ class Embedder:
         """Unit-length vectors for ``texts``; blocking, so call it from a worker thread."""
         if not texts:
             return []
-        model = self._load()
-        with self._lock:  # one encode at a time: torch already uses every core
-            self.calls += 1
-            self.texts_encoded += len(texts)
-            vectors = model.encode(
+
+        def run() -> list[list[float]]:
+            vectors = self._load().encode(
                 texts,
                 batch_size=batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        return [v.tolist() for v in vectors]
+            self.calls += 1
+            self.texts_encoded += len(texts)
+            return [v.tolist() for v in vectors]
+
+        return self._on_thread(run)
+
+
+def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    """One shared Embedder per model in this process (a model is loaded once)."""
+    return _shared(name)  # one cache key, whether the name was given or defaulted
 
 
 @lru_cache(maxsize=4)
-def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
-    """One shared Embedder per model in this process (a model is loaded once)."""
+def _shared(name: str) -> Embedder:
     return Embedder(name)

@@ -26,7 +26,9 @@ from services.inference.logic import citations, dedupe, pack
 from services.inference.prompts import Prompt, PromptNotFound, choose, load_prompts, parse_split
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
+from shared.embedder import get_embedder as embedder_for
 from shared.events import InferenceTrace, RetrievedChunk
+from shared.model_files import DEFAULT_MODEL
 from shared.redact import DETECTORS, Redactor
 from shared.retrieval import Hit, retrieve
 from shared.vector_store import VectorStore
@@ -74,7 +76,8 @@ class Runtime:
 
 
 def _auth(action: str):  # type: ignore[no-untyped-def]
-    def dep(request: Request) -> ApiKey:
+    # async: FastAPI would run a plain function in its thread pool, a hop per request
+    async def dep(request: Request) -> ApiKey:
         rt: Runtime = request.app.state.rt
         header = request.headers.get("authorization", "")
         key = (
@@ -149,11 +152,19 @@ def create_app(rt: Runtime) -> FastAPI:
     split = parse_split(s.prompt_split)
     retrieval_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval")
 
+    def warm_up() -> None:
+        # Load the query model and run it once before serving, so
+        # that /readyz means ready and no caller pays for the load.
+        active = rt.store.active()
+        embedder_for(rt.store.model_of(active) if active else DEFAULT_MODEL).encode(["warm-up"])
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.get_running_loop().run_in_executor(retrieval_thread, warm_up)
         await rt.publisher.start()
         yield
         await rt.publisher.stop()
+        retrieval_thread.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="LLMOps inference",
@@ -171,8 +182,7 @@ def create_app(rt: Runtime) -> FastAPI:
 
     async def search(req: RetrieveRequest, key: ApiKey, timings: dict[str, float]) -> list[Hit]:
         top_k = min(req.top_k or s.top_k, s.max_top_k)
-        # One long-lived thread for the model: torch sets up its thread team per calling
-        # thread, and a rotating pool of threads pays that again and again.
+        # Off the loop: the model and the store both block, and take one call at a time.
         return await asyncio.get_running_loop().run_in_executor(
             retrieval_thread,
             functools.partial(
@@ -372,11 +382,14 @@ async def generate(
     timeout_s: float,
     timings: dict[str, float],
 ) -> AsyncIterator[str]:
-    """Run the blocking generator in a thread; yield its pieces on the event loop."""
+    """Run the blocking generator on the backend's own threads; yield its pieces on the event
+    loop. Time spent waiting for a free thread counts towards the timeout."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
     def work() -> None:
+        if stop.is_set():  # gave up while queued: do not evaluate the prompt
+            return
         try:
             for piece in llm.stream(prompt, sampling, stop):
                 loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
@@ -386,8 +399,7 @@ async def generate(
 
     t0 = time.perf_counter()
     deadline = t0 + timeout_s
-    thread = threading.Thread(target=work, name="generate", daemon=True)
-    thread.start()
+    llm.threads.submit(work)
     try:
         while True:
             left = deadline - time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -43,6 +44,9 @@ class LLM(Protocol):
 
     name: str
     context_window: int
+    threads: (
+        Executor  # the long-lived threads that drive ``stream``; their count is its concurrency
+    )
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the model's tokenizer."""
@@ -64,7 +68,11 @@ def packaged_gguf(platform: PlatformSettings) -> Path:
 
 
 class LlamaCppLLM:
-    """llama-cpp-python in this process."""
+    """llama-cpp-python in this process.
+
+    One generation at a time, all driven from one long-lived thread (``threads``): a thread
+    per request would set up llama.cpp's compute threads again for every answer.
+    """
 
     def __init__(
         self, path: Path, context_window: int, threads: int, chat_format: str | None = "gemma"
@@ -81,6 +89,7 @@ class LlamaCppLLM:
             verbose=False,
         )
         self._lock = threading.Lock()  # one generation at a time per loaded model
+        self.threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=True))
@@ -109,6 +118,8 @@ class LlamaCppLLM:
 class OpenAICompatLLM:
     """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server, OpenAI)."""
 
+    STREAMS = 64  # streams open to the server at once; it batches them
+
     def __init__(
         self, base_url: str, api_key: str, model: str, timeout_s: float, context_window: int
     ) -> None:
@@ -117,6 +128,7 @@ class OpenAICompatLLM:
         self.name = model
         self.context_window = context_window
         self._client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
+        self.threads = ThreadPoolExecutor(max_workers=self.STREAMS, thread_name_prefix="openai")
 
     def count_tokens(self, text: str) -> int:
         # The server's tokenizer is not reachable through the API; the embedding model's
