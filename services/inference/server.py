@@ -25,7 +25,10 @@ def api_server(
     """The API server over ``store`` (loads the LLM); call ``run()`` to serve."""
     llm = make_llm(settings)
     publisher = TracePublisher(
-        bootstrap, INFERENCE_COMPLETED.name(settings.kafka.topic_prefix), settings.trace_buffer
+        bootstrap,
+        INFERENCE_COMPLETED.name(settings.kafka.topic_prefix),
+        settings.trace_buffer,
+        settings.trace_linger_ms,
     )
     app = create_app(build_runtime(settings, store, llm, publisher))
     return uvicorn.Server(

@@ -64,6 +64,9 @@ class InferenceSettings(BaseSettings):
         default=1.3, ge=1, description="Penalty on repeated tokens (small models loop without)."
     )
     trace_buffer: int = Field(default=10_000, ge=1, description="Traces held while Kafka is away.")
+    trace_linger_ms: int = Field(
+        default=500, ge=0, description="Traces gathered into one produce request for this long."
+    )
 
 
 def inference_settings(**overrides: object) -> InferenceSettings:

@@ -3,9 +3,11 @@ exact status codes, tenant isolation (property-tested), SSE, traces, backend fai
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -321,3 +323,37 @@ def test_kafka_away_never_blocks_answers_and_overflow_is_counted(world: dict[str
         assert codes == [200] * 5 and time.monotonic() - t0 < 10
         assert publisher.pending == 2 and publisher.overflow == 3
         assert c.get("/readyz").status_code == 503
+
+
+def test_traces_in_a_burst_go_out_batched_each_exactly_once(world: dict[str, Any]) -> None:
+    topic = INFERENCE_COMPLETED.name(world["prefix"])
+    publisher = TracePublisher(world["bootstrap"], topic, linger_ms=200)
+    ids = [f"burst-{i:04d}" for i in range(300)]
+
+    async def burst() -> int:
+        await publisher.start()
+        for trace_id in ids:
+            publisher.submit(
+                InferenceTrace(
+                    trace_id=trace_id, tenant="acme", api_key_id="k", question="q", status="ok"
+                )
+            )
+        seen_in_flight = 0
+        async with asyncio.timeout(60):
+            while publisher.sent < len(ids):
+                # queued plus taken-but-unacknowledged: nothing is ever out of the count
+                assert publisher.sent + publisher.pending == len(ids)
+                seen_in_flight = max(seen_in_flight, len(publisher._batch))
+                await asyncio.sleep(0.005)
+        await publisher.stop()
+        return seen_in_flight
+
+    in_flight = asyncio.run(burst())
+    assert publisher.pending == 0 and publisher.overflow == 0
+    assert in_flight > 1  # sent as batches, not one request per trace
+    got = Counter(
+        t.trace_id
+        for t in (InferenceTrace.from_bytes(r.value) for r in consume(world["bootstrap"], topic))
+        if t.trace_id.startswith("burst-")
+    )
+    assert sorted(got) == ids and set(got.values()) == {1}
