@@ -7,9 +7,13 @@
   3. the time to first token that the service adds.
 
 The raw parts are measured in this process; the API runs in its own process
-(`llmops run inference`, traces to a real local broker) on the same embedded store.
+(`llmops run inference`, traces to a real local broker). The embedded store admits one process,
+so the raw side searches a copy of the same collection; it encodes through the same Embedder
+(one hop to its torch thread, as for any caller). Blocks of raw and API requests alternate, so
+both sides see the same machine: its speed drifts from minute to minute. Both sides' medians
+per stage are printed, so a gap shows where it is.
 
-    python bench/query.py [--requests 60]
+    python bench/query.py [--requests 200] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -65,7 +70,10 @@ def pct(xs: list[float], p: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=60)
+    ap.add_argument(
+        "--requests", type=int, default=200, help="/v1/retrieve calls, and as many raw (200)"
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="streamed generations (default 3)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-query-"))
     platform = PlatformSettings(data_dir=tmp)
@@ -90,9 +98,12 @@ def main() -> None:
     assert collection
 
     # 1. raw encode + search, then the same through HTTP
+    raw_parts: list[dict[str, float]] = []
+
     def raw_once(q: str) -> float:
         t0 = time.perf_counter()
         vec = embedder.encode([q])[0]
+        t1 = time.perf_counter()
         store.search(
             collection,
             vec,
@@ -100,11 +111,12 @@ def main() -> None:
             limit=s.top_k * 2,
             score_threshold=s.score_threshold,
         )
-        return (time.perf_counter() - t0) * 1000
+        t2 = time.perf_counter()
+        raw_parts.append({"embed": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000})
+        return (t2 - t0) * 1000
 
     for q in QUESTIONS:
         raw_once(q)
-    raw = [raw_once(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.requests)]
 
     # The API in its own process, as deployed: `llmops run inference` on the same store.
     question = QUESTIONS[0]
@@ -126,6 +138,8 @@ def main() -> None:
         return stamps[0] - t0, (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
 
     store.close()
+    shutil.copytree(tmp / "q", tmp / "q-raw")
+    store = VectorStore.open(QdrantSettings(path=tmp / "q-raw"), platform)
     model_name = llm.name
 
     broker = local_broker(tmp / "broker", platform.cache_dir, free_port(), free_port())
@@ -150,17 +164,31 @@ def main() -> None:
         raise SystemExit(f"the API did not get ready; see {server.log_path}")
     headers = {"Authorization": f"Bearer {key}"}
     api: list[float] = []
+    raw: list[float] = []
+    served: list[dict[str, float]] = []  # the server's own timings of each request
     with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
-        for q in QUESTIONS:
+
+        def api_once(q: str) -> float:
+            t0 = time.perf_counter()
             r = c.post("/v1/retrieve", json={"question": q})
+            elapsed = (time.perf_counter() - t0) * 1000
             r.raise_for_status()
             assert r.json()["chunks"], "the API must search the same, filled collection"
-        for i in range(args.requests):
-            t0 = time.perf_counter()
-            c.post(
-                "/v1/retrieve", json={"question": QUESTIONS[i % len(QUESTIONS)]}
-            ).raise_for_status()
-            api.append((time.perf_counter() - t0) * 1000)
+            served.append(r.json()["timings_ms"])
+            return elapsed
+
+        for q in QUESTIONS:
+            api_once(q)
+        served.clear()
+        # Blocks of ten on one side, then ten on the other. Each block starts after a pause (the
+        # service's traces go out in it), and whichever side goes first meets a machine fresh
+        # from idle, which is slower for a while: the sides take turns at going first.
+        block = 10
+        for n, start in enumerate(range(0, args.requests, block)):
+            qs = [QUESTIONS[i % len(QUESTIONS)] for i in range(start, start + block)]
+            time.sleep(s.trace_linger_ms / 1000 + 0.2)
+            for side, out in ((raw_once, raw), (api_once, api))[:: 1 if n % 2 else -1]:
+                out += [side(q) for q in qs]
 
         # 2. the same prompt, streamed through SSE; rounds alternate with the raw runs, since
         # this machine's speed drifts
@@ -178,13 +206,11 @@ def main() -> None:
             return sse[0] - t0, (len(sse) - 1) / (sse[-1] - sse[0]), len(sse)
 
         raw_runs, api_runs = [], []
-        for _ in range(3):
+        for _ in range(max(1, args.rounds)):
             raw_runs.append(raw_gen())
             api_runs.append(api_gen())
     server.stop()
     broker.stop()
-    store = VectorStore.open(QdrantSettings(path=tmp / "q"), platform)
-    raw += [raw_once(QUESTIONS[i % len(QUESTIONS)]) for i in range(args.requests)]
     store.close()
     raw_ttft = statistics.median(r[0] for r in raw_runs)
     raw_tps = statistics.median(r[1] for r in raw_runs)
@@ -194,13 +220,18 @@ def main() -> None:
     print(f"corpus: {len(docs)} documents; {args.requests} requests; model {model_name}")
     print(f"/v1/retrieve   p50 {statistics.median(api):7.1f} ms  p95 {pct(api, 0.95):7.1f} ms")
     print(f"raw encode+search p50 {statistics.median(raw):7.1f} ms  p95 {pct(raw, 0.95):7.1f} ms")
+    for label, parts in (("inside the service", served), ("raw", raw_parts[-len(raw) :])):
+        print(
+            f"  {label} p50: "
+            + "  ".join(f"{k} {statistics.median(t[k] for t in parts):.1f} ms" for k in parts[0])
+        )
     print(
         f"ratio retrieve/raw: p50 {statistics.median(api) / statistics.median(raw):.2f}  "
         f"p95 {pct(api, 0.95) / pct(raw, 0.95):.2f}  (target <= 1.3)"
     )
     print(
-        f"tokens/s (median of 3): streamed {api_tps:.1f} ({n_api} tokens), raw llama-cpp "
-        f"{raw_tps:.1f} ({n_raw} tokens)"
+        f"tokens/s (median of {len(api_runs)}): streamed {api_tps:.1f} ({n_api} tokens), "
+        f"raw llama-cpp {raw_tps:.1f} ({n_raw} tokens)"
     )
     print(f"ratio streamed/raw: {api_tps / raw_tps:.2f}  (target >= 0.9)")
     print(
