@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -11,7 +12,10 @@ from typing import Any, TypeVar
 from shared.model_files import DEFAULT_MODEL, model_dir  # sets HF_HUB_OFFLINE first
 
 T = TypeVar("T")
-TORCH_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch")
+_here = threading.local()  # .torch is True on TORCH_THREAD
+TORCH_THREAD = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="torch", initializer=lambda: setattr(_here, "torch", True)
+)
 
 
 @dataclass
@@ -33,6 +37,8 @@ class Embedder:
 
     @staticmethod
     def _on_thread(fn: Callable[[], T]) -> T:
+        if getattr(_here, "torch", False):  # already there: waiting on itself would hang
+            return fn()
         return TORCH_THREAD.submit(fn).result()
 
     def _load(self) -> Any:

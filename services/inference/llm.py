@@ -44,9 +44,8 @@ class LLM(Protocol):
 
     name: str
     context_window: int
-    threads: (
-        Executor  # the long-lived threads that drive ``stream``; their count is its concurrency
-    )
+    # The long-lived threads that drive ``stream``; how many is the backend's concurrency.
+    threads: Executor
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the model's tokenizer."""

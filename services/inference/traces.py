@@ -4,10 +4,9 @@ Traces go into a bounded in-memory buffer; a background task sends them with ack
 batches: the first trace waits ``linger_ms`` for others, and they go out in one produce request.
 A request per answer would put the event loop's and the broker's work beside every request
 being served; on a small machine that showed in the latency tail. While Kafka is away traces
-wait in the buffer;
-when it is full the newest trace is dropped and counted. Nothing here raises into a request.
-A batch whose send fails is sent again after reconnecting, so delivery is at least once
-(consumers key on ``trace_id``).
+wait in the buffer; when it is full the newest trace is dropped and counted. Nothing here
+raises into a request. A batch whose send fails is sent again after reconnecting, so delivery
+is at least once (consumers key on ``trace_id``).
 """
 
 from __future__ import annotations
