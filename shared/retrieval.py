@@ -11,6 +11,7 @@ from typing import Any
 from qdrant_client import models as qm
 
 from shared.embedder import Embedder, get_embedder
+from shared.model_files import DEFAULT_MODEL
 from shared.vector_store import PUBLIC, VectorStore
 
 FilterValue = str | int | float | bool | list[str] | list[int]
@@ -50,6 +51,15 @@ def metadata_filter(filters: Mapping[str, FilterValue] | None) -> list[qm.Condit
     return out
 
 
+def query_embedder(
+    store: VectorStore,
+    collection: str | None,
+    embedder_for: Callable[[str], Embedder] = get_embedder,
+) -> Embedder:
+    """The model that embeds queries for ``collection``: its own, or the default before any."""
+    return embedder_for(store.model_of(collection) if collection else DEFAULT_MODEL)
+
+
 def retrieve(
     store: VectorStore,
     query: str,
@@ -68,7 +78,7 @@ def retrieve(
     collection = store.active()
     if collection is None:
         return []
-    embedder = embedder_for(store.model_of(collection))
+    embedder = query_embedder(store, collection, embedder_for)
     t0 = time.perf_counter()
     vector = embedder.encode([query])[0]
     t1 = time.perf_counter()

@@ -26,11 +26,9 @@ from services.inference.logic import citations, dedupe, pack
 from services.inference.prompts import Prompt, PromptNotFound, choose, load_prompts, parse_split
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
-from shared.embedder import get_embedder as embedder_for
 from shared.events import InferenceTrace, RetrievedChunk
-from shared.model_files import DEFAULT_MODEL
 from shared.redact import DETECTORS, Redactor
-from shared.retrieval import Hit, retrieve
+from shared.retrieval import Hit, query_embedder, retrieve
 from shared.vector_store import VectorStore
 
 FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
@@ -155,8 +153,7 @@ def create_app(rt: Runtime) -> FastAPI:
     def warm_up() -> None:
         # Load the query model and run it once before serving, so
         # that /readyz means ready and no caller pays for the load.
-        active = rt.store.active()
-        embedder_for(rt.store.model_of(active) if active else DEFAULT_MODEL).encode(["warm-up"])
+        query_embedder(rt.store, rt.store.active()).encode(["warm-up"])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
