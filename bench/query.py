@@ -117,6 +117,7 @@ def main() -> None:
 
     for q in QUESTIONS:
         raw_once(q)
+    raw_parts.clear()
 
     # The API in its own process, as deployed: `llmops run inference` on the same store.
     question = QUESTIONS[0]
@@ -220,7 +221,7 @@ def main() -> None:
     print(f"corpus: {len(docs)} documents; {args.requests} requests; model {model_name}")
     print(f"/v1/retrieve   p50 {statistics.median(api):7.1f} ms  p95 {pct(api, 0.95):7.1f} ms")
     print(f"raw encode+search p50 {statistics.median(raw):7.1f} ms  p95 {pct(raw, 0.95):7.1f} ms")
-    for label, parts in (("inside the service", served), ("raw", raw_parts[-len(raw) :])):
+    for label, parts in (("inside the service", served), ("raw", raw_parts)):
         print(
             f"  {label} p50: "
             + "  ".join(f"{k} {statistics.median(t[k] for t in parts):.1f} ms" for k in parts[0])
