@@ -17,12 +17,21 @@ LLAMA_FLAVOUR := $(shell echo "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)" | sha256sum
 WHEELS := $(LLMOPS_CACHE)/wheels/llama-cpp-python-$(LLAMA_FLAVOUR)
 LLAMA_WHEEL := $(WHEELS)/.built
 LOCK_HASH := $(shell cat requirements.lock <(echo $(LLAMA_FLAVOUR)) | sha256sum | cut -c1-12)
-VENV ?= $(LLMOPS_CACHE)/venv-$(LOCK_HASH)
+# Two virtualenvs. The heavy one (torch, every pinned package) is shared by every clone,
+# keyed by the lock. Each clone has its own thin .venv layered on it (a .pth file adds the
+# heavy one's site-packages; pip and setuptools come from there too), holding only this
+# project in editable mode: so .venv/bin/llmops runs this clone's code, whichever clone ran
+# `make install` last.
+BASE_VENV ?= $(LLMOPS_CACHE)/venv-$(LOCK_HASH)
+BASE_READY := $(BASE_VENV)/.complete
+VENV := .venv
 BIN := $(VENV)/bin
-READY := $(VENV)/.complete
 INSTALLED := .llmops/.installed-$(LOCK_HASH)
+# Tools the tests use from Debian, installed when missing: a real headless Chromium for the
+# page tests, and docker-compose (v1) to check the compose file (no Docker engine needed).
+TEST_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose
 
-.PHONY: help install run test test-unit test-integration lint bench up down kafka-start kafka-stop clean
+.PHONY: help install test-tools run test test-unit test-integration lint bench up down kafka-start kafka-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,19 +45,33 @@ $(LLAMA_WHEEL):
 		--no-cache-dir --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
 	touch $(LLAMA_WHEEL)
 
-$(READY): $(LLAMA_WHEEL)
-	@echo "==> creating $(VENV) from requirements.lock (first time only; torch is large)"
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip==26.3
-	$(BIN)/pip install --progress-bar on --find-links $(WHEELS) --only-binary llama-cpp-python \
-		-r requirements.lock
-	touch $(READY)
+$(BASE_READY): $(LLAMA_WHEEL)
+	@echo "==> creating $(BASE_VENV) from requirements.lock (first time only; torch is large)"
+	rm -rf $(BASE_VENV)
+	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/pip install --quiet --upgrade pip==26.3
+	$(BASE_VENV)/bin/pip install --progress-bar on --find-links $(WHEELS) \
+		--only-binary llama-cpp-python -r requirements.lock
+	touch $(BASE_READY)
 
-$(INSTALLED): $(READY) pyproject.toml
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
-	ln -sfn $(VENV) .venv
-	mkdir -p .llmops && touch $(INSTALLED)
+$(INSTALLED): $(BASE_READY) pyproject.toml
+	@echo "==> this clone's own $(VENV), layered on $(BASE_VENV)"
+	rm -rf $(VENV)
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(BASE_VENV)/bin/python -c 'import sysconfig; print("import site; site.addsitedir(%r)" \
+		% sysconfig.get_path("purelib"))' \
+		> "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/llmops-base.pth"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--no-build-isolation -e .
+	mkdir -p .llmops && rm -f .llmops/.installed-* && touch $(INSTALLED)
+
+test-tools:
+	@for t in $(TEST_TOOLS); do [ -x $$t ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing Debian's chromium, chromium-driver and docker-compose for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver docker-compose >/dev/null; \
+	fi
 
 install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project, Kafka jars)
 	@$(BIN)/python -c "from shared.kafka.broker import broker_classpath; from shared.settings import PlatformSettings as P; broker_classpath(P().cache_dir)"
@@ -56,7 +79,7 @@ install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project
 run: install ## Start the broker and ingestion, and ingest the sample corpus (dev mode)
 	$(BIN)/llmops dev README.md docs
 
-test: install ## Run every test: unit, then integration and e2e on a real broker started for them
+test: install test-tools ## Run every test: unit, then integration and e2e on a real broker started for them
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 test-unit: install ## Run only the unit tests (no broker)
@@ -65,10 +88,11 @@ test-unit: install ## Run only the unit tests (no broker)
 test-integration: install ## Run only the integration tests (real broker)
 	$(BIN)/python -m pytest -q tests/integration
 
-lint: install ## ruff (lint and format check), and mypy on shared/
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared
+lint: install ## ruff (lint, format), mypy --strict on shared/ and services/, the import contracts
+	$(BASE_VENV)/bin/ruff check .
+	$(BASE_VENV)/bin/ruff format --check .
+	$(BIN)/python -m mypy shared services
+	$(BASE_VENV)/bin/lint-imports
 
 bench: install ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/ingest.py
