@@ -7,7 +7,8 @@
   3. the time to first token that the service adds.
 
 The raw parts are measured in this process; the API runs in its own process
-(`llmops run inference`, traces to a real local broker). The embedded store admits one process,
+(`llmops run inference embedding`, as the host co-locates them with the embedded store; traces
+to a real local broker). The embedded store admits one process,
 so the raw side searches a copy of the same collection; it encodes through the same Embedder
 (one hop to its torch thread, as for any caller). Blocks of raw and API requests alternate, so
 both sides see the same machine: its speed drifts from minute to minute. Both sides' medians
@@ -31,11 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-
 from bench.ingest import make_docs  # noqa: E402
 from services.embedding.indexer import Indexer  # noqa: E402
 from services.inference.auth import new_key  # noqa: E402
+from services.inference.client import connect, stream_query  # noqa: E402
 from services.inference.llm import Sampling, make_llm  # noqa: E402
 from services.inference.logic import dedupe, pack  # noqa: E402
 from services.inference.prompts import load_prompts  # noqa: E402
@@ -119,7 +119,7 @@ def main() -> None:
         raw_once(q)
     raw_parts.clear()
 
-    # The API in its own process, as deployed: `llmops run inference` on the same store.
+    # The API in its own process, as deployed: `llmops run inference embedding` on the store.
     question = QUESTIONS[0]
     prompt = load_prompts(s.prompts_dir)["rag"]["v1"]
     hits = dedupe(retrieve(store, question, "acme", [], s.top_k * 2, None, s.score_threshold))
@@ -158,16 +158,15 @@ def main() -> None:
         INFERENCE_TEMPERATURE="0",
         INFERENCE_MAX_NEW_TOKENS=str(s.max_new_tokens),
     )
-    server = ServiceProcess("inference", env, tmp / "inference.log")
+    server = ServiceProcess("inference embedding", env, tmp / "inference.log")
     server.start()
     url = f"http://127.0.0.1:{s.port}"
     if not wait_ok(f"{url}/readyz", 180):
         raise SystemExit(f"the API did not get ready; see {server.log_path}")
-    headers = {"Authorization": f"Bearer {key}"}
     api: list[float] = []
     raw: list[float] = []
     served: list[dict[str, float]] = []  # the server's own timings of each request
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+    with connect(url, key, timeout_s=60) as c:
 
         def api_once(q: str) -> float:
             t0 = time.perf_counter()
@@ -197,13 +196,11 @@ def main() -> None:
             c.post("/v1/query", json={"question": "Say hello.", "top_k": 1}).raise_for_status()
             t0 = time.perf_counter()
             sse: list[float] = []
-            body = {"question": question, "stream": True, "prompt": "rag/v1"}
-            with c.stream("POST", "/v1/query", json=body) as r:
-                for line in r.iter_lines():
-                    if line.startswith("event: token"):
-                        sse.append(time.perf_counter())
-                    elif line.startswith("data: ") and '"citations"' in line:
-                        assert json.loads(line[6:])["citations"], "the answer must cite chunks"
+            for event in stream_query(c, question, prompt="rag/v1"):
+                if event.name == "token":
+                    sse.append(time.perf_counter())
+                elif event.name == "done":
+                    assert event.data["citations"], "the answer must cite chunks"
             return sse[0] - t0, (len(sse) - 1) / (sse[-1] - sse[0]), len(sse)
 
         raw_runs, api_runs = [], []

@@ -1,4 +1,5 @@
-"""Dev mode: the broker, the topics and the services on this machine, plus the sample corpus."""
+"""Dev mode: the broker, the topics and every service on this machine (through the host),
+plus the sample corpus."""
 
 from __future__ import annotations
 
@@ -8,26 +9,14 @@ from pathlib import Path
 
 import click
 
+from services import host
+from shared.cli import Context, pass_context
 from shared.events import ChunkBatch, DocumentIndexed
 from shared.http import wait_ok
 from shared.kafka.admin import create_topics
 from shared.kafka.reader import end_offsets, wait_for_events
-from shared.settings import KafkaSettings, PlatformSettings, ensure_kafka
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED
 from shared.upstream import events_from_paths, publish_documents
-
-
-def _dev_key(data_dir: Path, tenant: str) -> tuple[str, Path]:
-    """A dev API key for ``tenant`` (kept in the data folder for `llmops ask`)."""
-    from services.inference.auth import dump_keys, new_key
-
-    key_file, keys_file = data_dir / "dev_api_key", data_dir / "api_keys.json"
-    if not key_file.exists() or not keys_file.exists():
-        key, record = new_key("dev", tenant, [])
-        keys_file.write_text(dump_keys([record]))
-        key_file.write_text(key)
-        key_file.chmod(0o600)
-    return key_file.read_text().strip(), keys_file
 
 
 def _load_corpus(
@@ -84,45 +73,38 @@ def _load_corpus(
     )
 
 
-def run_dev(corpus: list[Path], tenant: str = "default") -> None:
-    """Everything in this process: ingestion and embedding (faust, each its own consumer
-    group, wired only through topics), inference (one HTTP server), embedded Qdrant, the
-    embedded LLM. Indexes the corpus, then serves until Ctrl-C."""
-    from services.embedding.agent import build_app as build_embedding
-    from services.embedding.settings import embedding_settings
-    from services.inference.server import api_server, run_with_api
+def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:
+    """Every service in this process (``host.run(all)``), then the corpus is indexed; serves
+    until Ctrl-C."""
+    from services.inference.commands import dev_key
     from services.inference.settings import inference_settings
-    from services.ingestion.agent import build_app as build_ingestion
-    from services.ingestion.settings import ingestion_settings
-    from shared.embedder import get_embedder
-    from shared.vector_store import VectorStore
 
-    kafka, platform = KafkaSettings(), PlatformSettings()
     click.secho("==> Kafka", bold=True)
-    bootstrap = ensure_kafka(kafka, platform)
-    created = create_topics(bootstrap, kafka.topic_prefix)
-    click.echo(f"    broker on {bootstrap}; topics: {len(created)} created, the rest existed")
-
-    key, keys_file = _dev_key(platform.data_dir, tenant)
+    created = create_topics(ctx.bootstrap, ctx.prefix)
+    click.echo(f"    broker on {ctx.bootstrap}; topics: {len(created)} created, the rest existed")
+    key, keys_file = dev_key(ctx.platform.data_dir, tenant)
     os.environ.setdefault("INFERENCE_API_KEYS_FILE", str(keys_file))
-    isettings, esettings = inference_settings(), embedding_settings()
-    click.secho("==> services (one process)", bold=True)
-    store = VectorStore.open(isettings.qdrant, platform, kafka.topic_prefix)
-    click.echo(f"    vector store: {isettings.qdrant.url or platform.data_dir / 'qdrant'}")
-    server = api_server(isettings, store, bootstrap, loglevel="warning")
-    click.echo(f"    LLM: {isettings.llm_backend}; API on http://{isettings.host}:{isettings.port}")
-    ingestion = build_ingestion(ingestion_settings(), bootstrap)
-    embedding = build_embedding(
-        esettings, bootstrap, store=store, embedder=get_embedder(esettings.model)
-    )
+    isettings = ctx.settings(inference_settings)
     url = f"http://{isettings.host}:{isettings.port}"
-    threading.Thread(
-        target=_load_corpus,
-        daemon=True,
-        name="corpus",
-        args=(bootstrap, kafka.topic_prefix, corpus, tenant, url, key),
-    ).start()
-    try:
-        run_with_api(server, ingestion, embedding, loglevel="warning")
-    finally:
-        store.close()  # release the embedded store's lock before the interpreter goes
+
+    def started(process: host.Process) -> None:
+        click.secho(f"==> services in one process: {', '.join(host.SERVICES)}", bold=True)
+        click.echo(f"    vector store: {ctx.qdrant.url or ctx.platform.data_dir / 'qdrant'}")
+        click.echo(f"    LLM: {isettings.llm_backend}; API on {url}")
+        threading.Thread(
+            target=_load_corpus,
+            daemon=True,
+            name="corpus",
+            args=(ctx.bootstrap, ctx.prefix, corpus, tenant, url, key),
+        ).start()
+
+    host.run([host.ALL], ctx, loglevel="warning", on_start=started)
+
+
+@click.command("dev")
+@click.argument("corpus", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--tenant", default="default", show_default=True, help="Tenant of the corpus.")
+@pass_context
+def dev_command(ctx: Context, corpus: tuple[Path, ...], tenant: str) -> None:
+    """Dev mode (`make run`): start the broker and every service, ingest CORPUS, keep serving."""
+    run_dev(ctx, list(corpus), tenant)

@@ -70,7 +70,7 @@ def start_service(service_env: dict[str, str], tmp_path: Path) -> Iterator[objec
 
     def start(name: str, **extra_env: str) -> ServiceProcess:
         env = {**service_env, **extra_env}
-        proc = ServiceProcess(name, env, tmp_path / f"{name}-{len(procs)}.log")
+        proc = ServiceProcess(name, env, tmp_path / f"{name.replace(' ', '+')}-{len(procs)}.log")
         proc.start()
         procs.append(proc)
         return proc

@@ -56,7 +56,8 @@ def consume(
 
 @dataclass
 class ServiceProcess:
-    """``llmops run NAME`` in its own process, as it runs in production."""
+    """``llmops run NAME...`` in its own process, as it runs in production (``name`` may
+    list several services, space-separated, to run them in one process)."""
 
     name: str
     env: dict[str, str]
@@ -68,7 +69,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "run", self.name],
+                [sys.executable, "-m", "services.cli", "run", *self.name.split()],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -30,7 +30,7 @@ def is_transient(exc: BaseException) -> bool:
     from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
     if isinstance(exc, UnexpectedResponse):
-        return exc.status_code >= 500 or exc.status_code == 429
+        return exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 429)
     return isinstance(exc, ResponseHandlingException | ConnectionError | TimeoutError | OSError)
 
 
@@ -93,10 +93,14 @@ def build_app(
     @app.agent(source, name="embed")
     async def embed(stream: faust.StreamT[Any]) -> None:
         # Events are acknowledged only after the body returns: after Qdrant has them.
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
+        # (take_events is on faust's Stream, not on the StreamT interface it is typed as.)
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_wait_s
+        )
+        async for events in batches:
             await handle(list(events))
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust leaves it untyped
     async def warm() -> None:
         # Load the model and open the collection before the first batch arrives.
         await asyncio.get_running_loop().run_in_executor(worker, indexer.target)

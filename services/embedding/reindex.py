@@ -32,8 +32,12 @@ class ReindexResult:
 
 
 def _replay(
-    consumer: KafkaConsumer, tps: list[TopicPartition], indexer: Indexer, batch_size: int, bar: tqdm
-) -> tuple[int, int]:  # type: ignore[type-arg]
+    consumer: KafkaConsumer,
+    tps: list[TopicPartition],
+    indexer: Indexer,
+    batch_size: int,
+    bar: tqdm,
+) -> tuple[int, int]:
     """Index from the consumer's position until it reaches the current end offsets."""
     records = invalid = 0
     while True:

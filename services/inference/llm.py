@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.inference.settings import InferenceSettings
 from shared.settings import PlatformSettings
@@ -44,8 +44,11 @@ class LLM(Protocol):
 
     name: str
     context_window: int
-    # The long-lived threads that drive ``stream``; how many is the backend's concurrency.
-    threads: Executor
+
+    @property
+    def threads(self) -> Executor:
+        """The long-lived threads that drive ``stream``; how many is the backend's concurrency."""
+        ...
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the model's tokenizer."""
@@ -107,8 +110,9 @@ class LlamaCppLLM:
                 for chunk in chunks:
                     if stop.is_set():
                         break
-                    piece = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
-                    if piece:
+                    delta: Any = chunk["choices"][0]["delta"]  # type: ignore[index]
+                    piece = delta.get("content")
+                    if isinstance(piece, str) and piece:
                         yield piece
             except Exception as exc:  # noqa: BLE001 - surfaced as 502 with the reason
                 raise LLMFailed(f"llama.cpp generation failed: {exc}") from exc

@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from services.inference.schemas import Citation
 from shared.retrieval import Hit
-
-
-@dataclass(frozen=True)
-class Citation:
-    """A source of the answer, as returned to the caller."""
-
-    n: int
-    doc_id: str
-    title: str
-    chunk_id: str
-    score: float
-    snippet: str
 
 
 def dedupe(hits: Sequence[Hit], per_doc: int = 2) -> list[Hit]:
@@ -60,12 +48,12 @@ def citations(used: Sequence[Hit], snippet_chars: int = 240) -> list[Citation]:
     """Citations numbered as in the context."""
     return [
         Citation(
-            i + 1,
-            h.doc_id,
-            h.title,
-            h.chunk_id,
-            round(h.score, 4),
-            " ".join(h.text.split())[:snippet_chars],
+            n=i + 1,
+            doc_id=h.doc_id,
+            title=h.title,
+            chunk_id=h.chunk_id,
+            score=round(h.score, 4),
+            snippet=" ".join(h.text.split())[:snippet_chars],
         )
         for i, h in enumerate(used)
     ]

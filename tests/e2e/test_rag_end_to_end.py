@@ -48,8 +48,9 @@ def test_published_documents_become_answerable_and_deletes_disappear(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     start_service("ingestion")
+    # the embedded store is owned by one process: inference runs beside embedding
     api = start_service(
-        "inference",
+        "inference embedding",
         INFERENCE_PORT=str(port),
         INFERENCE_API_KEYS=json.dumps([record.model_dump()]),
         INFERENCE_MAX_NEW_TOKENS="32",

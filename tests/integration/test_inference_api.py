@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from services.embedding.indexer import Indexer
 from services.inference.app import build_runtime, create_app
 from services.inference.auth import new_key
+from services.inference.client import parse_sse
 from services.inference.llm import LlamaCppLLM, OpenAICompatLLM, packaged_gguf
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
@@ -250,7 +251,6 @@ def test_query_answers_with_citations_and_publishes_a_full_trace(world: dict[str
 
 def test_streaming_sends_tokens_then_citations(world: dict[str, Any]) -> None:
     c = world["client"]
-    events: list[tuple[str, dict[str, Any]]] = []
     with c.stream(
         "POST",
         "/v1/query",
@@ -259,12 +259,7 @@ def test_streaming_sends_tokens_then_citations(world: dict[str, Any]) -> None:
     ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        name = None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name or "", json.loads(line[6:])))
+        events = [(e.name, e.data) for e in parse_sse(r.iter_lines())]
     kinds = [k for k, _ in events]
     assert kinds[-1] == "done" and kinds.count("token") >= 2 and set(kinds) == {"token", "done"}
     done = events[-1][1]
@@ -302,7 +297,7 @@ def test_backend_down_gives_503_and_an_error_trace(world: dict[str, Any]) -> Non
 def test_generation_timeout_gives_503(world: dict[str, Any]) -> None:
     s: InferenceSettings = world["settings"].model_copy(update={"llm_timeout_s": 0.001})
     publisher = TracePublisher(world["bootstrap"], INFERENCE_COMPLETED.name(world["prefix"]))
-    rt = build_runtime(s, world["store"], world["client"].app.state.rt.llm, publisher)
+    rt = build_runtime(s, world["store"], world["client"].app.state.rt.answering.llm, publisher)
     with TestClient(create_app(rt)) as c:
         r = c.post("/v1/query", json={"question": "vpn?"}, headers=auth(world["keys"]["a"]))
     assert r.status_code == 503 and "timed out" in r.json()["detail"]
@@ -357,3 +352,43 @@ def test_traces_in_a_burst_go_out_batched_each_exactly_once(world: dict[str, Any
         if t.trace_id.startswith("burst-")
     )
     assert sorted(got) == ids and set(got.values()) == {1}
+
+
+def test_openapi_documents_every_response_and_error_body(world: dict[str, Any]) -> None:
+    spec = world["client"].get("/openapi.json").json()
+    documented: dict[str, set[str]] = {}
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            codes = set(op["responses"])
+            documented[f"{method.upper()} {path}"] = codes
+            for code, response in op["responses"].items():
+                content = response.get("content", {})
+                assert content, (path, method, code)
+                for media in content.values():
+                    assert media.get("schema"), (path, method, code)
+    errors = {"401", "403", "413", "422", "429"}
+    assert documented["POST /v1/retrieve"] == {"200"} | errors
+    assert documented["POST /v1/query"] == {"200", "502", "503"} | errors
+    assert documented["GET /readyz"] == {"200", "503"}
+    assert documented["GET /healthz"] == {"200"}
+    query_200 = spec["paths"]["/v1/query"]["post"]["responses"]["200"]["content"]
+    assert query_200["application/json"]["schema"] == {"$ref": "#/components/schemas/QueryResponse"}
+    assert "text/event-stream" in query_200
+    error = spec["paths"]["/v1/query"]["post"]["responses"]["422"]["content"]
+    assert error["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def test_error_bodies_match_their_documented_schema(world: dict[str, Any]) -> None:
+    from services.inference.schemas import ErrorBody
+
+    c, h = world["client"], auth(world["keys"]["a"])
+    responses = [
+        c.post("/v1/retrieve", json={"question": "q"}),
+        c.post("/v1/query", json={"question": "q"}, headers=auth(world["ro"])),
+        c.post("/v1/retrieve", json={"question": "q" * 501}, headers=h),
+        c.post("/v1/retrieve", json={"question": ""}, headers=h),
+        c.post("/v1/query", json={"question": "q", "prompt": "nope/v1"}, headers=h),
+    ]
+    assert [r.status_code for r in responses] == [401, 403, 413, 422, 422]
+    for r in responses:
+        ErrorBody.model_validate(r.json())

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from services.embedding.indexer import Indexer
 from services.inference.app import build_runtime, create_app
 from services.inference.auth import new_key
+from services.inference.client import parse_sse
 from services.inference.llm import OpenAICompatLLM, packaged_gguf
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
@@ -110,7 +111,7 @@ def test_queries_through_an_openai_compatible_server(
                 headers={"Authorization": f"Bearer {key}"},
                 json={"question": "When does the office close?", "stream": True},
             ) as r:
-                lines = [ln for ln in r.iter_lines() if ln.startswith("event: ")]
-            assert lines.count("event: token") >= 2 and lines[-1] == "event: done"
+                names = [e.name for e in parse_sse(r.iter_lines())]
+            assert names.count("token") >= 2 and names[-1] == "done"
     finally:
         store.close()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.inference.app import generate
+from services.inference.answering import generate
 from services.inference.llm import Sampling
 from shared.embedder import TORCH_THREAD, Embedder, get_embedder
 from shared.model_files import DEFAULT_MODEL

@@ -1,0 +1,127 @@
+"""The API's request and response bodies: typed, so the OpenAPI page documents every one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
+FilterScalar = str | int | float | bool
+FilterValue = FilterScalar | list[str] | list[int]
+
+
+class RetrieveRequest(BaseModel):
+    """Retrieval only. Tenant and groups come from the API key, never from the body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, description="What to search for.")
+    top_k: int | None = Field(default=None, ge=1, description="Chunks to return.")
+    filters: dict[FilterKey, FilterValue] | None = Field(
+        default=None, description="Equality filters on document metadata fields."
+    )
+
+
+class QueryRequest(RetrieveRequest):
+    """A question to answer with retrieval-augmented generation."""
+
+    prompt: str | None = Field(
+        default=None, description="Prompt name, name/version, or a version of the default."
+    )
+    stream: bool = Field(
+        default=False, description="Server-Sent Events: tokens, then a final event."
+    )
+
+
+class Citation(BaseModel):
+    """A source of the answer, numbered as in the context the model saw."""
+
+    n: int = Field(description="The number the answer cites it by, as [n].")
+    doc_id: str = Field(description="Document it comes from.")
+    title: str = Field(description="The document's title.")
+    chunk_id: str = Field(description="The chunk's stable id.")
+    score: float = Field(description="Similarity to the question.")
+    snippet: str = Field(description="The chunk's first characters.")
+
+
+class RetrievedChunk(Citation):
+    """A retrieved chunk with its whole text."""
+
+    text: str = Field(description="The chunk's text (already redacted at ingestion).")
+
+
+Timings = dict[str, float]
+
+
+class RetrieveResponse(BaseModel):
+    """The chunks the key's tenant and groups may read, best first."""
+
+    trace_id: str = Field(description="Id of this request's trace on inference.completed.")
+    timings_ms: Timings = Field(description="Milliseconds per stage: embed, retrieve, total.")
+    chunks: list[RetrievedChunk]
+
+
+class PromptRef(BaseModel):
+    """Which prompt template answered."""
+
+    name: str
+    version: str
+
+
+class Usage(BaseModel):
+    """Tokens by the model's tokenizer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class QueryResponse(BaseModel):
+    """An answer with its citations; also the data of the final `done` event of a stream."""
+
+    answer: str
+    citations: list[Citation]
+    trace_id: str = Field(description="Id of this request's trace on inference.completed.")
+    prompt: PromptRef
+    model: str = Field(description="The model that generated the answer.")
+    usage: Usage
+    timings_ms: Timings = Field(
+        description="Milliseconds per stage: embed, retrieve, first_token, generate, total."
+    )
+
+
+class StreamError(BaseModel):
+    """Data of the `error` event that ends a stream whose generation failed."""
+
+    status: int = Field(description="The HTTP status the same failure gets without streaming.")
+    detail: str
+    trace_id: str
+
+
+class FieldError(BaseModel):
+    """One problem with a request body (as FastAPI reports validation errors)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error: a reason, or for a malformed body the list of problems."""
+
+    detail: str | list[FieldError]
+
+
+class Health(BaseModel):
+    """The process is alive."""
+
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    """Ready when the broker, the vector store and the model are."""
+
+    ready: bool
+    checks: dict[str, bool]

@@ -1,0 +1,169 @@
+"""What every service's commands share: the command context (settings built once per
+command) and the platform's own commands (the local broker, topics, schemas)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from shared.settings import (
+    KafkaSettings,
+    PlatformSettings,
+    QdrantSettings,
+    configured_broker,
+    ensure_kafka,
+)
+
+S = TypeVar("S")
+
+
+class Context:
+    """Settings and the broker address of one command, each built at most once."""
+
+    def __init__(self) -> None:
+        self._services: dict[Callable[..., Any], Any] = {}
+
+    @cached_property
+    def kafka(self) -> KafkaSettings:
+        """Kafka settings (KAFKA_*)."""
+        return KafkaSettings()
+
+    @cached_property
+    def platform(self) -> PlatformSettings:
+        """Paths and log level (LLMOPS_*)."""
+        return PlatformSettings()
+
+    @cached_property
+    def qdrant(self) -> QdrantSettings:
+        """The vector store (QDRANT_*)."""
+        return QdrantSettings()
+
+    @cached_property
+    def bootstrap(self) -> str:
+        """The cluster to use: KAFKA_BOOTSTRAP_SERVERS, else the local broker (started)."""
+        return ensure_kafka(self.kafka, self.platform)
+
+    @property
+    def prefix(self) -> str:
+        """Topic and consumer-group prefix."""
+        return self.kafka.topic_prefix
+
+    def shared(self) -> dict[str, object]:
+        """The nested settings, to build a service's settings without reading them again."""
+        return {"kafka": self.kafka, "platform": self.platform, "qdrant": self.qdrant}
+
+    def settings(self, build: Callable[..., S]) -> S:
+        """A service's settings (``build`` is its ``*_settings`` function), built once per
+        command with the shared settings nested in."""
+        if build not in self._services:
+            self._services[build] = build(**self.shared())
+        return self._services[build]  # type: ignore[no-any-return]
+
+
+pass_context = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group()
+def platform() -> None:
+    """The platform's own commands."""
+
+
+@platform.group()
+def kafka() -> None:
+    """Run the local single-node Kafka broker (KRaft, from Maven Central jars)."""
+
+
+@kafka.command("start")
+@pass_context
+def kafka_start(ctx: Context) -> None:
+    """Start the local broker in the background (formats storage on first start).
+
+    Reuses a broker that already answers. Does nothing when KAFKA_BOOTSTRAP_SERVERS is set.
+    """
+    if ctx.kafka.bootstrap_servers:
+        click.echo(f"KAFKA_BOOTSTRAP_SERVERS is set; using {ctx.kafka.bootstrap_servers}")
+        return
+    broker = configured_broker(ctx.kafka, ctx.platform)
+    started = broker.start()
+    click.echo(
+        f"broker {'started' if started else 'already running'} on {broker.bootstrap} "
+        f"(log: {broker.log_file})"
+    )
+
+
+@kafka.command("stop")
+@pass_context
+def kafka_stop(ctx: Context) -> None:
+    """Stop the local broker cleanly."""
+    broker = configured_broker(ctx.kafka, ctx.platform)
+    click.echo("broker stopped" if broker.stop() else "no local broker was running")
+
+
+@kafka.command("status")
+@pass_context
+def kafka_status(ctx: Context) -> None:
+    """Say whether the broker answers; exit 1 when it does not."""
+    if ctx.kafka.bootstrap_servers:
+        from shared.kafka.broker import answers_metadata
+
+        ok = answers_metadata(ctx.kafka.bootstrap_servers)
+        click.echo(f"{ctx.kafka.bootstrap_servers}: {'running' if ok else 'not answering'}")
+    else:
+        broker = configured_broker(ctx.kafka, ctx.platform)
+        state = broker.status()
+        click.echo(f"{broker.bootstrap}: {state} (pid {broker.pid()}, log {broker.log_file})")
+        ok = state == "running"
+    sys.exit(0 if ok else 1)
+
+
+@platform.group()
+def topics() -> None:
+    """Manage the platform's topics (declared once in shared/topics.py)."""
+
+
+@topics.command("create")
+@pass_context
+def topics_create(ctx: Context) -> None:
+    """Create every declared topic that is missing (idempotent)."""
+    from shared.kafka.admin import create_topics
+    from shared.topics import TOPICS
+
+    created = create_topics(ctx.bootstrap, ctx.prefix)
+    for t in TOPICS:
+        state = "created" if t.name(ctx.prefix) in created else "exists"
+        click.echo(
+            f"{t.name(ctx.prefix):<28} {state:<8} partitions={t.partitions} "
+            f"cleanup={t.cleanup_policy}"
+        )
+
+
+@topics.command("list")
+def topics_list() -> None:
+    """Print the declared topics with their contracts."""
+    from shared.topics import TOPICS
+
+    for t in TOPICS:
+        click.echo(
+            f"{t.base_name:<20} {t.partitions:>2}p {t.cleanup_policy:<8} key={t.key:<14} "
+            f"value={t.value_model.__name__}  {t.description}"
+        )
+
+
+@platform.group()
+def schemas() -> None:
+    """Event contracts as JSON Schema."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def schemas_export(directory: Path) -> None:
+    """Write one JSON Schema file per event model into DIRECTORY."""
+    from shared.schemas import export_schemas
+
+    for path in export_schemas(directory):
+        click.echo(str(path))
