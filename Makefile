@@ -76,7 +76,7 @@ test-tools:
 install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project, Kafka jars)
 	@$(BIN)/python -c "from shared.kafka.broker import broker_classpath; from shared.settings import PlatformSettings as P; broker_classpath(P().cache_dir)"
 
-run: install ## Start the broker and ingestion, and ingest the sample corpus (dev mode)
+run: install ## Start the broker and every service (llmops dev), index the sample corpus, serve the API
 	$(BIN)/llmops dev README.md docs
 
 test: install test-tools ## Run every test: unit, then integration and e2e on a real broker started for them
@@ -111,6 +111,6 @@ up: ## docker compose up (one container per service, Kafka, Qdrant)
 down: ## docker compose down
 	docker compose down
 
-clean: ## Remove run-time state of this clone (.llmops); caches stay
+clean: ## Remove this clone's run-time state and .venv; the shared caches stay
 	-$(BIN)/llmops kafka stop
 	rm -rf .llmops .venv
