@@ -229,27 +229,23 @@ def run(
         process.close()  # release the embedded store's lock before the interpreter goes
 
 
-def _services_help() -> str:
+def _run_help() -> str:
     width = max(map(len, SERVICES))
-    lines = [f"  {name:<{width}}  {s.summary}" for name, s in SERVICES.items()]
-    return "\n".join(["Services:", "", *lines, f"  {ALL:<{width}}  every one of them"])
+    services = [f"  {name:<{width}}  {s.summary}" for name, s in SERVICES.items()]
+    return "\n\n".join(
+        [
+            "Run one or several services in this process until interrupted.",
+            "Missing topics are created first. Each service keeps its own consumer group and "
+            "talks to the others only through topics, whether or not they share a process.",
+            "With the embedded vector store (QDRANT_URL unset) one process owns the store, so "
+            "inference runs only beside embedding (`llmops run inference embedding`); with a "
+            "Qdrant server each can run alone.",
+            "\b\nServices:\n" + "\n".join([*services, f"  {ALL:<{width}}  every one of them"]),
+        ]
+    )
 
 
-@click.command(
-    "run",
-    help=f"""Run one or several services in this process until interrupted.
-
-    Missing topics are created first. Each service keeps its own consumer group and talks to
-    the others only through topics, whether or not they share a process.
-
-    With the embedded vector store (QDRANT_URL unset) one process owns the store, so
-    inference runs only beside embedding (`llmops run inference embedding`); with a
-    Qdrant server each can run alone.
-
-    \b
-{_services_help()}
-    """,
-)
+@click.command("run", help=_run_help())
 @click.argument("services", nargs=-1, required=True, metavar="SERVICE... | all")
 @pass_context
 def run_command(ctx: Context, services: tuple[str, ...]) -> None:
