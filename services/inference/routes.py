@@ -60,7 +60,7 @@ def _status(exc: GenerationFailed) -> int:
     return 503 if exc.unavailable else 502
 
 
-@router.get("/healthz", response_model=Health, tags=["health"])
+@router.get("/healthz", response_model=Health, summary="Alive", tags=["health"])
 async def healthz() -> Health:
     """Alive."""
     return Health()
@@ -70,6 +70,7 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready: see which check failed."}},
+    summary="Ready to serve",
     tags=["health"],
 )
 async def readyz(answering: AnsweringDep) -> JSONResponse:
@@ -79,7 +80,13 @@ async def readyz(answering: AnsweringDep) -> JSONResponse:
     return JSONResponse(Readiness(ready=ok, checks=checks).model_dump(), 200 if ok else 503)
 
 
-@router.post("/v1/retrieve", response_model=RetrieveResponse, responses=_AUTH, tags=["rag"])
+@router.post(
+    "/v1/retrieve",
+    response_model=RetrieveResponse,
+    responses=_AUTH,
+    summary="Retrieve chunks",
+    tags=["rag"],
+)
 async def retrieve_route(
     req: RetrieveRequest, key: RetrieveKey, answering: AnsweringDep
 ) -> RetrieveResponse:
@@ -101,6 +108,7 @@ async def retrieve_route(
             e503="The language model is down, not loaded or timed out.",
         ),
     },
+    summary="Answer a question",
     tags=["rag"],
 )
 async def query_route(req: QueryRequest, key: QueryKey, answering: AnsweringDep) -> Any:
