@@ -41,7 +41,7 @@ def _card(m: re.Match[str]) -> bool:
 
 
 def _iban_ok(m: re.Match[str]) -> bool:
-    return bool(_iban.is_valid(m.group()))
+    return bool(_iban.is_valid(m.group().upper()))
 
 
 _VERSION_BEFORE = re.compile(r"(?:\bv|version\s*|release\s*)$", re.IGNORECASE)
@@ -53,14 +53,33 @@ def _ip(m: re.Match[str]) -> bool:
     if _VERSION_BEFORE.search(before):
         return False  # "v10.2.0.1", "version 1.2.3.4"
     try:
-        ipaddress.ip_address(candidate)
+        address = ipaddress.ip_address(candidate)
     except ValueError:
         return False
-    return True
+    if address.version == 4:
+        # a netmask (255.255.255.0) says nothing about anyone
+        return not (address.packed != b"\0\0\0\0" and _is_netmask(int(address)))
+    # hex words joined by colons ("dead::beef", "cafe:babe::") are not worth a redaction
+    return any(c.isdigit() for c in candidate)
+
+
+def _is_netmask(n: int) -> bool:
+    inverted = ~n & 0xFFFFFFFF
+    return inverted & (inverted + 1) == 0
 
 
 def _phone(m: re.Match[str]) -> bool:
     return 9 <= len(_digits(m.group())) <= 15
+
+
+_SSN_BEFORE = re.compile(r"(?:ssn|social security(?: number| no\.?)?)\W{0,3}$", re.IGNORECASE)
+
+
+def _ssn(m: re.Match[str]) -> bool:
+    if "-" in m.group():
+        return True
+    # nine digits, or spaced 3-2-4, are an SSN only where the text says so
+    return bool(_SSN_BEFORE.search(m.string[max(0, m.start() - 24) : m.start()]))
 
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -72,11 +91,19 @@ DETECTORS: dict[str, Detector] = {
             "email",
             re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
         ),
-        Detector("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban_ok),
+        Detector(
+            "iban",
+            # compact, or printed in groups of four; either case (the checksum decides)
+            re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", re.I),
+            _iban_ok,
+        ),
         Detector("card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card),
         Detector(
             "ssn",
-            re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"),
+            re.compile(
+                r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ]?)(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])"
+            ),
+            _ssn,
         ),
         Detector(
             "ip",
@@ -90,7 +117,10 @@ DETECTORS: dict[str, Detector] = {
             "phone",
             re.compile(
                 r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\w-])"
-                r"|(?<![\w-])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?![\w-])"
+                # North American: an area code never starts with 0 or 1
+                r"|(?<![\w-])\(?[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}(?![\w-])"
+                # national numbers with a trunk 0, as in the UK: 020 7946 0958, 01632 960000
+                r"|(?<![\w-])\(?0\d{2,4}\)?[ .-]\d{3,4}[ .-]?\d{3,4}(?![\w-])"
             ),
             _phone,
         ),

@@ -23,6 +23,9 @@ ALL = Redactor.named(DETECTORS)
         ("ssn 123-45-6789 ok", "ssn"),
         ("from 192.168.10.254 ok", "ip"),
         ("from 2001:db8::8a2e:370:7334 ok", "ip"),
+        ("call 020 7946 0958 today", "phone"),
+        ("iban gb82 west 1234 5698 7654 32 ok", "iban"),
+        ("ssn 123456789 ok", "ssn"),
     ],
 )
 def test_true_positives_are_replaced_and_counted(text: str, kind: str) -> None:
@@ -45,6 +48,10 @@ def test_true_positives_are_replaced_and_counted(text: str, kind: str) -> None:
         "ISBN 978-3-16-148410-0, room 12-34",
         "999.999.999.999 is not an address",
         "ratio 16:9 at 12:30:45",
+        "netmask 255.255.255.0 here",
+        "the word dead::beef here",
+        "order 100-200-3000 units",
+        "part 123456789 in stock",
     ],
 )
 def test_ordinary_numbers_dates_and_versions_are_left_alone(text: str) -> None:
