@@ -127,14 +127,16 @@ class Answering:
         )
 
     def trace(self, trace_id: str, key: ApiKey, question: str, endpoint: str, **kw: Any) -> None:
-        """Publish a trace (the question redacted) without waiting for Kafka."""
-        redacted, _ = self.redactor.redact(question)
+        """Publish a trace without waiting for Kafka. Its free text (the question, the answer)
+        is redacted: a model can repeat what the caller typed, or make personal data up."""
+        if kw.get("answer"):
+            kw["answer"], _ = self.redactor.redact(kw["answer"])
         self.publisher.submit(
             InferenceTrace(
                 trace_id=trace_id,
                 tenant=key.tenant,
                 api_key_id=key.id,
-                question=redacted,
+                question=self.redactor.redact(question)[0],
                 endpoint=endpoint,
                 **kw,
             )

@@ -6,7 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from services.inference.answering import Answering
@@ -16,6 +18,7 @@ from services.inference.llm import LLM
 from services.inference.middleware import BodyLimit
 from services.inference.prompts import load_prompts
 from services.inference.routes import router
+from services.inference.schemas import ErrorBody, FieldError
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
 from shared.topics import INFERENCE_COMPLETED
@@ -39,9 +42,32 @@ def create_app(rt: Runtime) -> FastAPI:
         description="Retrieval-augmented answers over your organisation's documents.",
     )
     app.state.rt = rt
+    app.add_exception_handler(RequestValidationError, invalid_body)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit, limit=rt.answering.settings.max_body_bytes)
     app.include_router(router)
     return app
+
+
+def _printable(value: object) -> str | int:
+    if isinstance(value, int):
+        return value
+    # a lone surrogate from a JSON escape cannot be encoded into the response
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with what is wrong and where. FastAPI's own handler echoes the input back, which
+    fails (a 500) on input JSON cannot carry (infinity, lone surrogates) and repeats whatever
+    personal data the caller sent."""
+    errors = [
+        FieldError(
+            type=e["type"],
+            loc=[_printable(p) for p in e["loc"]],
+            msg=str(_printable(e["msg"])),
+        )
+        for e in exc.errors()
+    ]
+    return JSONResponse(ErrorBody(detail=errors).model_dump(), status_code=422)
 
 
 def build_runtime(

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 
 FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
-FilterScalar = str | int | float | bool
-FilterValue = FilterScalar | list[str] | list[int]
+# Strict: `0` is not `false`, and `"5"` is not `5`. No floats: the store matches exact
+# keywords, integers and booleans only.
+FilterScalar = StrictStr | StrictInt | StrictBool
+FilterValue = FilterScalar | list[StrictStr] | list[StrictInt]
 
 
 class RetrieveRequest(BaseModel):
@@ -16,20 +26,22 @@ class RetrieveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, description="What to search for.")
-    top_k: int | None = Field(default=None, ge=1, description="Chunks to return.")
+    question: StrictStr = Field(min_length=1, description="What to search for.")
+    top_k: StrictInt | None = Field(default=None, ge=1, description="Chunks to return.")
     filters: dict[FilterKey, FilterValue] | None = Field(
-        default=None, description="Equality filters on document metadata fields."
+        default=None,
+        description="Equality filters on document metadata fields: a string, an integer or a "
+        "boolean, or a list of strings or of integers (any of them matches).",
     )
 
 
 class QueryRequest(RetrieveRequest):
     """A question to answer with retrieval-augmented generation."""
 
-    prompt: str | None = Field(
+    prompt: StrictStr | None = Field(
         default=None, description="Prompt name, name/version, or a version of the default."
     )
-    stream: bool = Field(
+    stream: StrictBool = Field(
         default=False, description="Server-Sent Events: tokens, then a final event."
     )
 
@@ -99,13 +111,11 @@ class StreamError(BaseModel):
 
 
 class FieldError(BaseModel):
-    """One problem with a request body (as FastAPI reports validation errors)."""
+    """One problem with a request body. The offending input is not echoed back."""
 
-    type: str
-    loc: list[str | int]
-    msg: str
-    input: Any = None
-    ctx: dict[str, Any] | None = None
+    type: str = Field(description="Kind of problem, e.g. missing, int_type, extra_forbidden.")
+    loc: list[str | int] = Field(description="Where it is: body, then the field path.")
+    msg: str = Field(description="What is wrong.")
 
 
 class ErrorBody(BaseModel):
