@@ -80,7 +80,9 @@ def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:
     from services.inference.settings import inference_settings
 
     click.secho("==> Kafka", bold=True)
-    created = create_topics(ctx.bootstrap, ctx.prefix)
+    created = create_topics(
+        ctx.bootstrap, ctx.prefix, max_message_bytes=ctx.kafka.max_message_bytes
+    )
     click.echo(f"    broker on {ctx.bootstrap}; topics: {len(created)} created, the rest existed")
     key, keys_file = dev_key(ctx.platform.data_dir, tenant)
     os.environ.setdefault("INFERENCE_API_KEYS_FILE", str(keys_file))

@@ -217,7 +217,7 @@ def run(
     from shared.kafka.admin import create_topics
 
     chosen = plan(names, embedded_store=not ctx.qdrant.url)
-    create_topics(ctx.bootstrap, ctx.prefix)
+    create_topics(ctx.bootstrap, ctx.prefix, max_message_bytes=ctx.kafka.max_message_bytes)
     process = Process(ctx, loglevel or ctx.platform.log_level)
     try:
         parts = [SERVICES[name].build(process) for name in chosen]

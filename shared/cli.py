@@ -133,7 +133,9 @@ def topics_create(ctx: Context) -> None:
     from shared.kafka.admin import create_topics
     from shared.topics import TOPICS
 
-    created = create_topics(ctx.bootstrap, ctx.prefix)
+    created = create_topics(
+        ctx.bootstrap, ctx.prefix, max_message_bytes=ctx.kafka.max_message_bytes
+    )
     for t in TOPICS:
         state = "created" if t.name(ctx.prefix) in created else "exists"
         click.echo(

@@ -33,7 +33,8 @@ def make_app(
         "datadir": str(datadir),
         "web_enabled": False,
         "producer_acks": -1,
-        "producer_max_request_size": 4 * 1024 * 1024,
+        "producer_max_request_size": kafka.max_message_bytes,
+        "consumer_max_fetch_size": kafka.max_message_bytes,
         # Batch produce requests: one request per record costs the broker and us dearly.
         "producer_linger": 0.01,
         "producer_max_batch_size": 512 * 1024,
@@ -56,6 +57,36 @@ def faust_topic(app: faust.App, topic: Topic, prefix: str) -> TopicT:
         partitions=topic.partitions,
         internal=False,
     )
+
+
+# Room for the record's own framing and headers beside its key and value.
+RECORD_OVERHEAD_BYTES = 1024
+
+
+class OutputTooLarge(Exception):
+    """A record the broker could never accept: dead-lettering its input is the only way on."""
+
+    code = "OutputTooLarge"
+
+
+def check_record_size(key: bytes | None, value: bytes, max_bytes: int) -> None:
+    """Raise OutputTooLarge when a record is over ``max_bytes`` (KAFKA_MAX_MESSAGE_BYTES)."""
+    size = len(key or b"") + len(value) + RECORD_OVERHEAD_BYTES
+    if size > max_bytes:
+        raise OutputTooLarge(
+            f"the output record would be {size} bytes, over KAFKA_MAX_MESSAGE_BYTES={max_bytes}"
+        )
+
+
+async def send_checked(topic: TopicT, key: bytes | None, value: bytes, max_bytes: int) -> None:
+    """Send a record an agent produced for the event in hand.
+
+    A record over the limit fails here, inside the handler, so the consumer loop dead-letters
+    the event with the reason; sent anyway, it would fail in the producer after the event's
+    offset was committed, and the event would be lost without a trace.
+    """
+    check_record_size(key, value, max_bytes)
+    await topic.send(key=key, value=value)
 
 
 async def send_dead_letter(dlq: TopicT, event: EventT[Any], stage: str, exc: BaseException) -> str:

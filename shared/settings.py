@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from shared.kafka.broker import LocalBroker
 
 
+# Largest record the platform produces (a document's chunk batch can be a few times its event);
+# topics are created with it and producers are configured with it.
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
 def default_cache_dir() -> Path:
     """Where heavy, version-keyed downloads live (Maven jars, pip wheels, model files)."""
     return Path.home() / ".cache" / "llmops"
@@ -52,6 +57,13 @@ class KafkaSettings(BaseSettings):
         default="",
         description="Prefix put before every topic name and consumer group (tests use a fresh "
         "one each; deployments sharing a cluster may use it too).",
+    )
+    max_message_bytes: int = Field(
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        ge=1024 * 1024,
+        description="Largest record the platform produces: topics are created with it "
+        "(max.message.bytes) and producers and consumers allow it. Ingestion refuses to start "
+        "when its largest possible chunk batch would not fit.",
     )
     local_port: int = Field(default=9092, description="Client port of the local broker.")
     local_controller_port: int = Field(

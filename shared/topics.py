@@ -16,6 +16,7 @@ from shared.events import (
     Event,
     InferenceTrace,
 )
+from shared.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -37,15 +38,16 @@ class Topic:
         """Physical topic name under a prefix."""
         return f"{prefix}{self.base_name}"
 
-    def config(self) -> dict[str, str]:
+    def config(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> dict[str, str]:
         """Broker-side topic configuration."""
-        cfg = {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        cfg = {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            "max.message.bytes": str(max_message_bytes),
+        }
         cfg.update(self.extra_config)
         return cfg
 
-
-# Dead letters keep the original value byte for byte (base64), so allow bigger records.
-_DLQ_CONFIG = {"max.message.bytes": str(4 * 1024 * 1024)}
 
 INGEST_DOCUMENTS = Topic(
     base_name="ingest.documents",
@@ -72,7 +74,6 @@ INGEST_DLQ = Topic(
     key="original key",
     description="Document events ingestion could not process, with the reason and offset.",
     retention_ms=30 * DAY_MS,
-    extra_config=_DLQ_CONFIG,
 )
 
 DOCS_INDEXED = Topic(
@@ -90,7 +91,6 @@ EMBEDDING_DLQ = Topic(
     key="original key",
     description="Chunk batches the embedding service can never index, with the reason.",
     retention_ms=30 * DAY_MS,
-    extra_config=_DLQ_CONFIG,
 )
 
 INFERENCE_COMPLETED = Topic(

@@ -17,7 +17,7 @@ from services.embedding.indexer import Indexer
 from services.embedding.settings import EmbeddingSettings
 from shared.embedder import Embedder
 from shared.events import ChunkBatch, DocumentIndexed
-from shared.faust_app import faust_topic, make_app, send_dead_letter
+from shared.faust_app import faust_topic, make_app, send_checked, send_dead_letter
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, EMBEDDING_DLQ
 from shared.vector_store import VectorStore
 
@@ -69,7 +69,9 @@ def build_app(
 
     async def publish(results: list[DocumentIndexed]) -> None:
         for r in results:
-            await indexed.send(key=r.key.encode(), value=r.to_bytes())
+            await send_checked(
+                indexed, r.key.encode(), r.to_bytes(), settings.kafka.max_message_bytes
+            )
 
     async def handle(events: list[EventT[Any]]) -> None:
         good: list[tuple[EventT[Any], ChunkBatch]] = []

@@ -11,17 +11,47 @@ from faust.types import EventT
 
 from services.ingestion.logic import Ingestor, Stale
 from services.ingestion.settings import IngestionSettings
-from shared.faust_app import consume_with_dlq, faust_topic, make_app
+from shared.faust_app import consume_with_dlq, faust_topic, make_app, send_checked
 from shared.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS
 
 log = logging.getLogger(__name__)
 
 
+class LimitsTooSmall(RuntimeError):
+    """The largest accepted document would not fit in a Kafka record."""
+
+
+def check_limits(ingestor: Ingestor, max_bytes: int, bootstrap: str | None, topic: str) -> None:
+    """Refuse to start when the largest accepted event could chunk into a batch the producer
+    (KAFKA_MAX_MESSAGE_BYTES) or the output topic (its max.message.bytes) would refuse."""
+    bound = ingestor.max_batch_bytes()
+    if bound > max_bytes:
+        raise LimitsTooSmall(
+            f"INGESTION_MAX_EVENT_BYTES={ingestor.max_event_bytes} with these chunk settings "
+            f"can make a chunk batch of up to {bound} bytes, over KAFKA_MAX_MESSAGE_BYTES="
+            f"{max_bytes}: raise KAFKA_MAX_MESSAGE_BYTES or lower INGESTION_MAX_EVENT_BYTES"
+        )
+    if bootstrap is None:
+        return
+    from shared.kafka.admin import topic_max_message_bytes
+
+    accepted = topic_max_message_bytes(bootstrap, topic)
+    if bound > accepted:
+        raise LimitsTooSmall(
+            f"topic {topic} accepts records of up to {accepted} bytes, but a chunk batch can be "
+            f"{bound}: raise its max.message.bytes to {max_bytes} (kafka-configs.sh --alter "
+            f"--entity-type topics --entity-name {topic} --add-config "
+            f"max.message.bytes={max_bytes}) or lower INGESTION_MAX_EVENT_BYTES"
+        )
+
+
 def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
     """The ingestion faust app, ready for a worker."""
-    app = make_app("ingestion", settings.kafka, settings.platform, bootstrap)
     prefix = settings.kafka.topic_prefix
     ingestor = Ingestor.from_settings(settings)
+    max_bytes = settings.kafka.max_message_bytes
+    check_limits(ingestor, max_bytes, bootstrap, DOCS_CHUNKS.name(prefix))
+    app = make_app("ingestion", settings.kafka, settings.platform, bootstrap)
     source = faust_topic(app, INGEST_DOCUMENTS, prefix)
     chunks = faust_topic(app, DOCS_CHUNKS, prefix)
     dlq = faust_topic(app, INGEST_DLQ, prefix)
@@ -51,7 +81,7 @@ def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
                 result.newest,
             )
             return
-        await chunks.send(key=result.key.encode(), value=result.to_bytes())
+        await send_checked(chunks, result.key.encode(), result.to_bytes(), max_bytes)
         newest[result.key] = result.version
         stats["batches"] += 1
         stats["chunks"] += len(result.chunks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from dataclasses import dataclass
 
@@ -15,6 +16,11 @@ from services.ingestion.validate import IngestError, parse_event
 from shared.events import Chunk, ChunkBatch, DocumentEvent, Op
 from shared.model_files import load_tokenizer, max_seq_length
 from shared.redact import Redactor
+
+# Per chunk, the JSON around its text (ids, hash, offsets, field names): about 210 bytes.
+CHUNK_OVERHEAD_BYTES = 320
+# Normalisation (NFC can triple a text's UTF-8 bytes) and redaction placeholders, with room.
+TEXT_GROWTH = 4
 
 # Fixed namespace: chunk ids must be the same on every machine and every run.
 CHUNK_NAMESPACE = uuid.UUID("6f1c7f5e-3b9a-4c1e-9a57-2d0c4b8e9d11")
@@ -61,6 +67,21 @@ class Ingestor:
             chunk_tokens=min(s.chunk_tokens, limit),
             chunk_overlap=s.chunk_overlap,
         )
+
+    def max_batch_bytes(self) -> int:
+        """An upper bound on the size of the ChunkBatch of any event this ingestor accepts.
+
+        Every token takes at least one byte of the event, so there are at most
+        ``max_event_bytes / step + 1`` chunks, where a chunk moves on by ``step`` tokens; each
+        byte of text appears in at most ``ceil(chunk / step)`` chunks (the overlap), after
+        growing at most ``TEXT_GROWTH`` times; title, metadata and the rest are copied once.
+        """
+        body = self.chunk_tokens - 2  # [CLS] and [SEP] are counted in chunk_tokens
+        step = max(1, body - min(self.chunk_overlap, body // 2))  # as the chunker caps it
+        e = self.max_event_bytes
+        chunks = e // step + 1
+        text = math.ceil(body / step) * TEXT_GROWTH * e
+        return text + chunks * CHUNK_OVERHEAD_BYTES + 2 * e + 64 * 1024
 
     def parse(self, raw: bytes | None, key: bytes | None) -> DocumentEvent:
         """Validate a raw record (raises IngestError)."""

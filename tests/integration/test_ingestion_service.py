@@ -18,6 +18,7 @@ from tests.kafka_helpers import consume
 
 pytestmark = pytest.mark.integration
 MAX_BYTES = 20_000
+N_SIGKILL = 1500
 
 
 def send_all(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
@@ -134,7 +135,7 @@ def test_upserts_deletes_stale_and_malformed(
 def test_sigkill_mid_stream_loses_nothing(
     kafka_bootstrap: str, topic_prefix: str, start_service
 ) -> None:
-    """500 events; SIGKILL while they stream; restart. Every valid event comes out at least
+    """1,500 events; SIGKILL while they stream; restart. Every valid event comes out at least
     once and duplicates carry identical content."""
     service = start_service("ingestion")
     src = INGEST_DOCUMENTS.name(topic_prefix)
@@ -145,7 +146,7 @@ def test_sigkill_mid_stream_loses_nothing(
             version=1,
             content=" ".join(f"Sentence {j} of document {i}." for j in range(40)),
         )
-        for i in range(500)
+        for i in range(N_SIGKILL)
     ]
     records = [(e.key.encode(), e.to_bytes()) for e in events]
     send_all(kafka_bootstrap, src, records[:100])
@@ -154,14 +155,14 @@ def test_sigkill_mid_stream_loses_nothing(
     while time.monotonic() < deadline:
         if len(consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=0.5)) >= 20:
             break
+    # enough events that the service cannot be through them when the kill lands
     send_all(kafka_bootstrap, src, records[100:])
-    time.sleep(0.5)
     service.kill()
     before = len(consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=1))
-    assert 20 <= before < 500, f"kill should land mid-stream, saw {before}"
+    assert 20 <= before < N_SIGKILL, f"kill should land mid-stream, saw {before}"
     start_service("ingestion")
 
-    out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), until=500, timeout_s=180)
+    out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), until=N_SIGKILL, timeout_s=180)
     out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=3)
     seen: dict[str, dict[str, object]] = {}
     for rec in out:
@@ -172,3 +173,21 @@ def test_sigkill_mid_stream_loses_nothing(
         seen[batch.key] = content
     assert set(seen) == {e.key for e in events}, "every valid event came out"
     assert consume(kafka_bootstrap, INGEST_DLQ.name(topic_prefix), idle_s=1) == []
+
+
+def test_the_largest_accepted_document_is_never_lost(
+    kafka_bootstrap: str, topic_prefix: str, start_service
+) -> None:
+    """510 KB of punctuation under the default 512 KB limit chunks into a batch of over 1 MB
+    (2,298 chunks): more than the broker's default record limit. It used to fail in the
+    producer after its offset was committed, reaching neither docs.chunks nor the DLQ."""
+    start_service("ingestion")
+    event = DocumentEvent(tenant="p1", doc_id="punct", version=1, content=".,;:!?" * 85000)
+    raw = event.to_bytes()
+    assert len(raw) <= IngestionSettings().max_event_bytes
+    send_all(kafka_bootstrap, INGEST_DOCUMENTS.name(topic_prefix), [(event.key.encode(), raw)])
+    (record,) = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), until=1, timeout_s=120)
+    batch = ChunkBatch.from_bytes(record.value)
+    assert len(record.value) > 1024 * 1024 and len(batch.chunks) > 2000
+    assert batch.doc_id == "punct" and batch.chunks[-1].char_end == len(event.content)
+    assert consume(kafka_bootstrap, INGEST_DLQ.name(topic_prefix), idle_s=2) == []
