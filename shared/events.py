@@ -112,6 +112,14 @@ class DocumentEvent(Event):
         description="Groups that may read the document; empty means every group of the tenant.",
     )
 
+    @field_validator("doc_id")
+    @classmethod
+    def _no_dot_segments(cls, v: str) -> str:
+        # ids become paths in citations, file names and URLs: "a/../b" must not walk anywhere
+        if any(part in (".", "..") for part in v.split("/")):
+            raise ValueError(f"doc_id {v!r} has a '.' or '..' path segment")
+        return v
+
     @field_validator("acl")
     @classmethod
     def _groups(cls, v: list[str]) -> list[str]:

@@ -14,7 +14,31 @@ from shared.embedder import Embedder, get_embedder
 from shared.model_files import DEFAULT_MODEL
 from shared.vector_store import PUBLIC, VectorStore
 
-FilterValue = str | int | float | bool | list[str] | list[int]
+FilterValue = str | int | bool | list[str] | list[int]
+
+# What a point keeps of its document's metadata: only what a filter can match, each value short.
+FILTERABLE_STR_CHARS = 256
+FILTERABLE_LIST_ITEMS = 64
+
+
+def _filterable_value(value: Any) -> bool:
+    if isinstance(value, bool | int):
+        return True
+    if isinstance(value, str):
+        return len(value) <= FILTERABLE_STR_CHARS
+    if isinstance(value, list):
+        return len(value) <= FILTERABLE_LIST_ITEMS and all(
+            isinstance(v, str | int) and not isinstance(v, bool) and _filterable_value(v)
+            for v in value
+        )
+    return False
+
+
+def filterable(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata fields retrieval filters can match (equality on a short string, an
+    integer, a boolean, or a list of them). The rest stays on docs.chunks, not on each of the
+    document's points, where it would be copied once per chunk."""
+    return {k: v for k, v in metadata.items() if _filterable_value(v)}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 from qdrant_client import models as qm
 
 from shared.events import Chunk, ChunkBatch, Op
+from shared.retrieval import filterable
 from shared.vector_store import PUBLIC
 
 
@@ -109,7 +110,7 @@ def payload(batch: ChunkBatch, chunk: Chunk, model: str, indexed_at: float) -> d
         "title": batch.title,
         "source": batch.source,
         "acl": batch.acl or [PUBLIC],
-        "metadata": batch.metadata,
+        "metadata": filterable(batch.metadata),
         "content_hash": chunk.content_hash,
         "embedding_model": model,
         "indexed_at": indexed_at,

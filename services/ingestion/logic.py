@@ -6,6 +6,7 @@ import hashlib
 import math
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -54,6 +55,9 @@ class Ingestor:
     max_event_bytes: int
     chunk_tokens: int
     chunk_overlap: int
+    max_metadata_bytes: int = 16 * 1024
+    max_metadata_depth: int = 4
+    allow_personal_ids: bool = False
 
     @classmethod
     def from_settings(cls, s: IngestionSettings) -> Ingestor:
@@ -66,6 +70,9 @@ class Ingestor:
             max_event_bytes=s.max_event_bytes,
             chunk_tokens=min(s.chunk_tokens, limit),
             chunk_overlap=s.chunk_overlap,
+            max_metadata_bytes=s.max_metadata_bytes,
+            max_metadata_depth=s.max_metadata_depth,
+            allow_personal_ids=s.allow_personal_ids,
         )
 
     def max_batch_bytes(self) -> int:
@@ -85,7 +92,19 @@ class Ingestor:
 
     def parse(self, raw: bytes | None, key: bytes | None) -> DocumentEvent:
         """Validate a raw record (raises IngestError)."""
-        return parse_event(raw, key, self.max_event_bytes)
+        event = parse_event(
+            raw, key, self.max_event_bytes, self.max_metadata_bytes, self.max_metadata_depth
+        )
+        if not self.allow_personal_ids:
+            _, found = self.redactor.redact(event.doc_id)
+            if found:
+                raise IngestError(
+                    "PersonalIdentifier",
+                    f"doc_id holds personal data ({', '.join(sorted(found))}); ids are cited "
+                    "in answers and traces and cannot be redacted: use an opaque id, or set "
+                    "INGESTION_ALLOW_PERSONAL_IDS",
+                )
+        return event
 
     def to_batch(self, event: DocumentEvent) -> ChunkBatch:
         """The ChunkBatch for a valid event (raises IngestError for an empty upsert)."""
@@ -109,7 +128,14 @@ class Ingestor:
                         char_end=span.end,
                     )
                 )
-        title, _ = self.redactor.redact(event.title)
+        # Every free-text field is stored (docs.chunks is compacted, kept forever) and
+        # published: redact them all, as the content.
+        title, n_title = self.redactor.redact(event.title)
+        source, n_source = self.redactor.redact(event.source)
+        metadata, n_meta = self._redact_values(event.metadata)
+        for found in (n_title, n_source, n_meta):
+            for name, n in found.items():
+                redactions[name] = redactions.get(name, 0) + n
         return ChunkBatch(
             # Same source event, same batch id: a redelivery is recognisable as a duplicate.
             event_id=str(uuid.uuid5(CHUNK_NAMESPACE, f"batch/{event.event_id}")),
@@ -117,10 +143,10 @@ class Ingestor:
             tenant=event.tenant,
             doc_id=event.doc_id,
             version=event.version,
-            source=event.source,
+            source=source,
             title=title,
             content_type=event.content_type,
-            metadata=event.metadata,
+            metadata=metadata,
             acl=event.acl,
             chunks=chunks,
             redactions=redactions,
@@ -128,6 +154,31 @@ class Ingestor:
             source_event_time=event.event_time,
             tokenizer=self.tokenizer_name,
         )
+
+    def _redact_values(self, value: Any) -> tuple[Any, dict[str, int]]:
+        """Metadata with every string value redacted (keys are names, not data)."""
+        if isinstance(value, str):
+            return self.redactor.redact(value)
+        found: dict[str, int] = {}
+
+        def merge(counts: dict[str, int]) -> None:
+            for name, n in counts.items():
+                found[name] = found.get(name, 0) + n
+
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                out[k], counts = self._redact_values(v)
+                merge(counts)
+            return out, found
+        if isinstance(value, list):
+            items = []
+            for v in value:
+                item, counts = self._redact_values(v)
+                items.append(item)
+                merge(counts)
+            return items, found
+        return value, found
 
     def process(
         self, raw: bytes | None, key: bytes | None, newest_version: int | None

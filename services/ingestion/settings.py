@@ -28,6 +28,20 @@ class IngestionSettings(BaseSettings):
     tokenizer_model: str = Field(
         default=DEFAULT_MODEL, description="Embedding model whose tokenizer counts the tokens."
     )
+    max_metadata_bytes: int = Field(
+        default=16 * 1024,
+        ge=0,
+        description="Largest metadata of one event (as JSON, in bytes); larger is dead-lettered.",
+    )
+    max_metadata_depth: int = Field(
+        default=4, ge=1, description="Deepest nesting of metadata objects and lists."
+    )
+    allow_personal_ids: bool = Field(
+        default=False,
+        description="Accept doc ids that hold personal data (an e-mail address, a phone "
+        "number...). Ids are cited in answers and traces and cannot be redacted, so such "
+        "events are dead-lettered unless this is set.",
+    )
     redact: list[str] = Field(
         default=["email", "phone", "card", "iban", "ssn", "ip"],
         description="Personal-data detectors to apply (JSON list in the environment).",

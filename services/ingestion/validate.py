@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -25,11 +26,43 @@ def _describe(err: ValidationError) -> str:
     )
 
 
-def parse_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> DocumentEvent:
+def depth(value: Any) -> int:
+    """Nesting depth of JSON-like data: 0 for a scalar, 1 for a flat object or list."""
+    if isinstance(value, dict):
+        return 1 + max((depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth(v) for v in value), default=0)
+    return 0
+
+
+def _bad_text(value: Any, path: str) -> str | None:
+    """Where a string can not be encoded (a lone surrogate from a JSON escape), if anywhere."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"{path} holds a lone surrogate at position {exc.start}"
+        return None
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            found = _bad_text(str(k), f"{path} key") or _bad_text(v, f"{path}.{k}")
+            if found:
+                return found
+    return None
+
+
+def parse_event(
+    raw: bytes | None,
+    key: bytes | None,
+    max_bytes: int,
+    max_metadata_bytes: int = 16 * 1024,
+    max_metadata_depth: int = 4,
+) -> DocumentEvent:
     """Decode and validate one record of ``ingest.documents``.
 
-    Error codes: TooLarge, InvalidJSON, InvalidIdentifier, UnsupportedContentType,
-    SchemaError, KeyMismatch.
+    Error codes: TooLarge, InvalidJSON, TooDeep, InvalidText, InvalidIdentifier,
+    UnsupportedContentType, SchemaError, MetadataTooLarge, MetadataTooDeep, KeyMismatch.
     """
     if raw is None:
         raise IngestError("SchemaError", "record has no value (a tombstone is not an event)")
@@ -39,8 +72,29 @@ def parse_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> Documen
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IngestError("InvalidJSON", f"value is not UTF-8 JSON: {exc}") from exc
+    except RecursionError:
+        raise IngestError("TooDeep", "value nests objects or lists too deeply to read") from None
     if not isinstance(obj, dict):
         raise IngestError("SchemaError", f"event must be a JSON object, got {type(obj).__name__}")
+    try:
+        bad, levels = _bad_text(obj, "event"), depth(obj.get("metadata"))
+    except RecursionError:
+        raise IngestError("TooDeep", "value nests objects or lists too deeply to read") from None
+    if bad:
+        raise IngestError("InvalidText", f"not valid Unicode text: {bad}")
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict | list):
+        if levels > max_metadata_depth:
+            raise IngestError(
+                "MetadataTooDeep",
+                f"metadata nests {levels} levels deep; the limit is {max_metadata_depth}",
+            )
+        size = len(json.dumps(metadata, ensure_ascii=False).encode())
+        if size > max_metadata_bytes:
+            raise IngestError(
+                "MetadataTooLarge",
+                f"metadata is {size} bytes as JSON; the limit is {max_metadata_bytes}",
+            )
     try:
         event = DocumentEvent.model_validate(obj)
     except ValidationError as exc:

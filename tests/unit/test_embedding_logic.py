@@ -93,3 +93,26 @@ def test_store_outages_are_retried_but_bad_requests_are_not() -> None:
     assert is_transient(response(503)) and is_transient(response(429))
     assert not is_transient(response(400))
     assert not is_transient(ValueError("bad vector size"))
+
+
+def test_a_point_keeps_only_the_metadata_a_filter_can_match() -> None:
+    from shared.retrieval import filterable
+
+    metadata = {
+        "team": "ops",
+        "year": 2024,
+        "public": True,
+        "tags": ["a", "b"],
+        "ids": [1, 2],
+        "blob": "x" * 10_000,
+        "nested": {"a": 1},
+        "mixed": [1, "a", {"b": 2}],
+        "ratio": 0.5,
+    }
+    assert filterable(metadata) == {
+        "team": "ops",
+        "year": 2024,
+        "public": True,
+        "tags": ["a", "b"],
+        "ids": [1, 2],
+    }

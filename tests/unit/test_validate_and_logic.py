@@ -115,3 +115,64 @@ def test_chunk_size_is_capped_at_the_model_limit() -> None:
     assert ing.chunk_tokens == 256
     batch = ing.to_batch(DocumentEvent(tenant="a", doc_id="b", version=1, content="w " * 5000))
     assert max(c.token_count for c in batch.chunks) <= 256
+
+
+def deep(levels: int) -> object:
+    value: object = "leaf"
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "code", "reason"),
+    [
+        (raw(doc_id="kb/../secrets")[0], b"acme/kb/../secrets", "InvalidIdentifier", "'..'"),
+        (raw(doc_id="kb/./a")[0], b"acme/kb/./a", "InvalidIdentifier", "'.'"),
+        (raw(metadata=deep(5))[0], b"acme/d1", "MetadataTooDeep", "5 levels deep"),
+        (raw(metadata={"blob": "x" * 20_000})[0], b"acme/d1", "MetadataTooLarge", "limit is"),
+        (b'{"metadata": ' * 20_000 + b"1" + b"}" * 20_000, b"acme/d1", "TooDeep", "deep"),
+        (raw(content="ok \ud800 no")[0], b"acme/d1", "InvalidText", "lone surrogate"),
+        (raw(metadata={"k": ["\udfff"]})[0], b"acme/d1", "InvalidText", "event.metadata.k"),
+    ],
+)
+def test_each_rejection_gives_its_true_reason(
+    value: bytes, key: bytes, code: str, reason: str
+) -> None:
+    with pytest.raises(IngestError) as info:
+        ING.parse(value, key)
+    assert (info.value.code, reason in str(info.value)) == (code, True), str(info.value)
+
+
+def test_a_doc_id_holding_personal_data_is_refused_unless_allowed() -> None:
+    value, key = raw(doc_id="people/jane.doe@example.com/cv")
+    with pytest.raises(IngestError) as info:
+        ING.parse(value, key)
+    assert info.value.code == "PersonalIdentifier" and "email" in str(info.value)
+    allowing = Ingestor.from_settings(IngestionSettings(allow_personal_ids=True))
+    assert allowing.parse(value, key).doc_id == "people/jane.doe@example.com/cv"
+
+
+def test_every_free_text_field_is_redacted_in_the_batch() -> None:
+    ev = DocumentEvent(
+        tenant="acme",
+        doc_id="d1",
+        version=1,
+        content="body",
+        title="Notes of jane@example.com",
+        source="mailto:jane.doe@example.com",
+        metadata={
+            "owner_ssn": "123-45-6789",
+            "team": "ops",
+            "contacts": [{"tel": "+1 415 555 0100"}],
+        },
+    )
+    batch = ING.to_batch(ev)
+    assert batch.title == "Notes of [EMAIL]" and batch.source == "mailto:[EMAIL]"
+    assert batch.metadata == {
+        "owner_ssn": "[SSN]",
+        "team": "ops",
+        "contacts": [{"tel": "[PHONE]"}],
+    }
+    assert batch.redactions == {"email": 2, "ssn": 1, "phone": 1}
+    assert "example.com" not in batch.to_bytes().decode()
