@@ -231,7 +231,10 @@ class InferenceTrace(Event):
     timings_ms: dict[str, float] = Field(
         default_factory=dict, description="embed, retrieve, generate, total."
     )
-    status: str = Field(description="ok or error.")
+    status: str = Field(
+        description="ok; error (the model failed, see error); cancelled (the caller went away "
+        "and generation stopped); refused (the generation queue was full)."
+    )
     error: str | None = None
     endpoint: str = Field(default="query", description="query or retrieve.")
 

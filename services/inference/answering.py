@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import threading
 import time
 import uuid
@@ -58,6 +59,59 @@ class GenerationFailed(RuntimeError):
         self.unavailable = unavailable
 
 
+class Overloaded(RuntimeError):
+    """The generation queue cannot serve another question in time; try again later."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class GenerationQueue:
+    """Admission to the model: a question is refused at once, rather than answered with a
+    slow failure, when the queue is full or its wait would outlast the timeout."""
+
+    concurrency: int
+    max_queued: int
+    timeout_s: float
+    in_flight: int = 0
+    refused: int = 0
+    mean_s: float | None = None  # moving average of a whole generation, once one finished
+
+    def _ahead(self) -> int:
+        """Generations that must finish before a new one starts (0: it starts at once)."""
+        return max(0, self.in_flight - self.concurrency + 1)
+
+    def retry_after_s(self) -> int:
+        """A fair guess of when a slot frees up."""
+        per = self.mean_s if self.mean_s is not None else 5.0
+        return max(1, math.ceil(per * max(1, self._ahead()) / self.concurrency))
+
+    def admit(self) -> None:
+        """Take a slot, or raise Overloaded with a reason and a Retry-After."""
+        reason = None
+        if self.in_flight >= self.concurrency + self.max_queued:
+            reason = f"the model is busy: {self.in_flight} questions ahead, the queue is full"
+        elif self._ahead() and self.mean_s is not None:
+            wait = self._ahead() / self.concurrency * self.mean_s
+            if wait + self.mean_s > self.timeout_s:
+                reason = (
+                    f"the model is busy: a wait of about {wait:.0f} s would outlast the "
+                    f"{self.timeout_s:.0f} s generation timeout"
+                )
+        if reason is not None:
+            self.refused += 1
+            raise Overloaded(reason, self.retry_after_s())
+        self.in_flight += 1
+
+    def release(self, seconds: float | None = None) -> None:
+        """Give the slot back; ``seconds`` is how long a completed generation took."""
+        self.in_flight -= 1
+        if seconds is not None:
+            self.mean_s = seconds if self.mean_s is None else 0.8 * self.mean_s + 0.2 * seconds
+
+
 def failure_of(exc: BaseException) -> GenerationFailed:
     """What a generation error means for the caller."""
     if isinstance(exc, TimeoutError):
@@ -78,6 +132,11 @@ class Answering:
 
     def __post_init__(self) -> None:
         self.split = parse_split(self.settings.prompt_split)
+        self.queue = GenerationQueue(
+            concurrency=self.llm.concurrency if self.llm is not None else 1,
+            max_queued=self.settings.max_queued,
+            timeout_s=self.settings.llm_timeout_s,
+        )
         # The query model and the store both block and take one call at a time: one thread.
         self._retrieval = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval")
 
@@ -170,8 +229,9 @@ class Answering:
     async def prepare(self, req: QueryRequest, key: ApiKey) -> Generation:
         """Retrieve and pack the context; the returned generation has not started yet.
 
-        Raises QuestionTooLong, ModelNotLoaded, or PromptNotFound (a name or version that does
-        not exist).
+        Raises QuestionTooLong, ModelNotLoaded, PromptNotFound (a name or version that does
+        not exist), or Overloaded (traced as refused). The generation holds a queue slot until
+        its pieces are done or it is closed.
         """
         if self.llm is None:
             raise ModelNotLoaded("the language model is not loaded")
@@ -187,7 +247,15 @@ class Answering:
         )
         context, used = pack(hits, max(budget, 0), llm.count_tokens)
         text = prompt.render(context or "(no matching documents)", req.question)
-        return Generation(self, key, req.question, trace_id, t0, timings, prompt, llm, text, used)
+        generation = Generation(
+            self, key, req.question, trace_id, t0, timings, prompt, llm, text, used
+        )
+        try:
+            self.queue.admit()
+        except Overloaded as exc:
+            generation._trace(status="refused", error=str(exc))
+            raise
+        return generation
 
 
 @dataclass
@@ -206,12 +274,29 @@ class Generation:
     used: list[Hit]
     answer: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    _released: bool = False
+    _traced: bool = False
+
+    def abandon(self) -> None:
+        """The caller is gone: unless the outcome was traced already, trace it as cancelled;
+        stop generating and give the slot back. Safe to call in any state, more than once."""
+        if not self._traced:
+            self._trace(status="cancelled", answer="".join(self.answer))
+        self.close()
+
+    def close(self, completed_s: float | None = None) -> None:
+        """Stop generating and give the queue slot back (once)."""
+        self.stop.set()
+        if not self._released:
+            self._released = True
+            self.owner.queue.release(completed_s)
 
     def __post_init__(self) -> None:
         self.prompt_tokens = self.llm.count_tokens(self.text)
         self.citations: list[Citation] = citations(self.used)
 
     def _trace(self, **kw: Any) -> None:
+        self._traced = True
         self.owner.trace(
             self.trace_id,
             self.key,
@@ -229,8 +314,13 @@ class Generation:
         )
 
     async def pieces(self) -> AsyncIterator[str]:
-        """The answer as it is generated; a failure is traced and raised as GenerationFailed."""
+        """The answer as it is generated; a failure is traced and raised as GenerationFailed.
+
+        When the caller goes away (the task is cancelled, or this iterator is closed early)
+        generation stops and the trace says cancelled.
+        """
         s = self.owner.settings
+        started, completed = time.perf_counter(), False
         try:
             async for piece in generate(
                 self.llm,
@@ -242,12 +332,16 @@ class Generation:
             ):
                 self.answer.append(piece)
                 yield piece
+            completed = True
         except (LLMUnavailable, LLMFailed, TimeoutError) as exc:
             failure = failure_of(exc)
             self._trace(status="error", error=failure.reason, answer="".join(self.answer))
             raise failure from exc
+        except (asyncio.CancelledError, GeneratorExit):
+            self.abandon()
+            raise
         finally:
-            self.stop.set()
+            self.close(time.perf_counter() - started if completed else None)
 
     def finish(self) -> QueryResponse:
         """The response once every piece is in; its trace is published."""

@@ -44,6 +44,8 @@ class LLM(Protocol):
 
     name: str
     context_window: int
+    # Generations it runs at once; more wait in its queue.
+    concurrency: int
 
     @property
     def threads(self) -> Executor:
@@ -82,6 +84,7 @@ class LlamaCppLLM:
         from llama_cpp import Llama
 
         self.name = path.stem
+        self.concurrency = 1
         self.context_window = context_window
         self._llm = Llama(
             model_path=str(path),
@@ -129,6 +132,7 @@ class OpenAICompatLLM:
         from openai import OpenAI
 
         self.name = model
+        self.concurrency = self.STREAMS
         self.context_window = context_window
         self._client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
         self.threads = ThreadPoolExecutor(max_workers=self.STREAMS, thread_name_prefix="openai")

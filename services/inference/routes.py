@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from services.inference.answering import (
     Generation,
     GenerationFailed,
     ModelNotLoaded,
+    Overloaded,
     QuestionTooLong,
 )
 from services.inference.deps import AnsweringDep, QueryKey, RetrieveKey
@@ -31,6 +35,8 @@ from services.inference.schemas import (
 )
 
 router = APIRouter()
+# How often a non-streaming answer checks that its caller is still there.
+DISCONNECT_POLL_S = 0.25
 
 
 def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
@@ -77,7 +83,17 @@ async def readyz(answering: AnsweringDep) -> JSONResponse:
     """Ready when the broker, the vector store and the model are."""
     checks = await run_in_threadpool(answering.checks)
     ok = all(checks.values())
-    return JSONResponse(Readiness(ready=ok, checks=checks).model_dump(), 200 if ok else 503)
+    q = answering.queue
+    body = Readiness(
+        ready=ok,
+        checks=checks,
+        generations={
+            "in_flight": q.in_flight,
+            "limit": q.concurrency + q.max_queued,
+            "refused": q.refused,
+        },
+    )
+    return JSONResponse(body.model_dump(), 200 if ok else 503)
 
 
 @router.post(
@@ -111,8 +127,14 @@ async def retrieve_route(
     summary="Answer a question",
     tags=["rag"],
 )
-async def query_route(req: QueryRequest, key: QueryKey, answering: AnsweringDep) -> Any:
-    """Answer with citations; ``stream: true`` sends Server-Sent Events."""
+async def query_route(
+    req: QueryRequest, key: QueryKey, answering: AnsweringDep, request: Request
+) -> Any:
+    """Answer with citations; ``stream: true`` sends Server-Sent Events.
+
+    A question the model cannot take in time is refused at once (503 with Retry-After) rather
+    than left to time out; a caller who goes away stops the generation.
+    """
     try:
         gen = await answering.prepare(req, key)
     except QuestionTooLong as exc:
@@ -121,18 +143,56 @@ async def query_route(req: QueryRequest, key: QueryKey, answering: AnsweringDep)
         raise HTTPException(503, str(exc)) from exc
     except PromptNotFound as exc:
         raise HTTPException(422, str(exc)) from exc
-    if not req.stream:
-        try:
-            async for _ in gen.pieces():
-                pass
-        except GenerationFailed as exc:
-            raise HTTPException(_status(exc), exc.reason) from exc
+    except Overloaded as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
+    if req.stream:
+        return GenerationStream(gen)
+    try:
+        if not await _generate_while_connected(request, gen):
+            return Response(status_code=499)  # nobody is listening any more
         return gen.finish()
-    return StreamingResponse(
-        _events(gen),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Trace-Id": gen.trace_id},
-    )
+    except GenerationFailed as exc:
+        raise HTTPException(_status(exc), exc.reason) from exc
+    finally:
+        gen.abandon()  # a no-op once the answer is traced
+
+
+async def _generate_while_connected(request: Request, gen: Generation) -> bool:
+    """Generate the whole answer; False (generation stopped) if the caller disconnects."""
+
+    async def drain() -> None:
+        async for _ in gen.pieces():
+            pass
+
+    task = asyncio.ensure_future(drain())
+    while not task.done():
+        await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if not task.done() and await request.is_disconnected():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+    await task  # raises what generation raised
+    return True
+
+
+class GenerationStream(StreamingResponse):
+    """The answer as Server-Sent Events. However the response ends (done, failed, or the
+    caller gone before or during the stream), the generation is traced and its slot freed."""
+
+    def __init__(self, gen: Generation) -> None:
+        super().__init__(
+            _events(gen),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Trace-Id": gen.trace_id},
+        )
+        self.gen = gen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.gen.abandon()
 
 
 def sse(event: str, data: BaseModel | dict[str, Any]) -> bytes:
@@ -151,4 +211,4 @@ async def _events(gen: Generation) -> AsyncIterator[bytes]:
             "error", StreamError(status=_status(exc), detail=exc.reason, trace_id=gen.trace_id)
         )
     finally:
-        gen.stop.set()
+        gen.abandon()

@@ -135,3 +135,7 @@ class Readiness(BaseModel):
 
     ready: bool
     checks: dict[str, bool]
+    generations: dict[str, int] = Field(
+        description="The generation queue: in_flight (running or waiting), limit (more are "
+        "refused with 503), refused (so far)."
+    )

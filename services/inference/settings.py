@@ -57,6 +57,13 @@ class InferenceSettings(BaseSettings):
     )
     openai_model: str = Field(default="default", description="Model name on that server.")
     llm_timeout_s: float = Field(default=60.0, gt=0, description="Longest generation.")
+    max_queued: int = Field(
+        default=2,
+        ge=0,
+        description="Generations that may wait for the model beyond those it runs at once; "
+        "past that, or when the wait would outlast INFERENCE_LLM_TIMEOUT_S, a question is "
+        "refused at once with 503 and Retry-After.",
+    )
     max_new_tokens: int = Field(default=192, ge=1, description="Most tokens in an answer.")
     temperature: float = Field(default=0.3, ge=0, description="Sampling temperature.")
     top_p: float = Field(default=0.9, gt=0, le=1, description="Nucleus sampling.")

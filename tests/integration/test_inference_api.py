@@ -4,14 +4,17 @@ exact status codes, tenant isolation (property-tested), SSE, traces, backend fai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +31,7 @@ from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
 from shared.embedder import get_embedder
 from shared.events import DocumentEvent, InferenceTrace
+from shared.http import wait_ok
 from shared.kafka.admin import create_topics
 from shared.settings import PlatformSettings, QdrantSettings
 from shared.topics import INFERENCE_COMPLETED
@@ -422,22 +426,30 @@ def test_hostile_bodies_get_422_with_a_reason_never_500(world: dict[str, Any], b
 
 
 class ScriptedLLM:
-    """A model that always answers the same, to see what a trace keeps of an answer."""
+    """A model that always answers the same, one word every ``delay_s``, to see what a trace
+    keeps of an answer and how generation behaves under load and disconnects."""
 
     name = "scripted"
     context_window = 2048
+    concurrency = 1
 
-    def __init__(self, answer: str) -> None:
+    def __init__(self, answer: str, delay_s: float = 0.0) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.answer = answer
+        self.answer, self.delay_s = answer, delay_s
         self.threads = ThreadPoolExecutor(max_workers=1)
+        self.generated = 0  # words produced, over every generation
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def stream(self, prompt: str, sampling: object, stop: object) -> Iterator[str]:
-        yield from re.findall(r"\S+\s*", self.answer)
+    def stream(self, prompt: str, sampling: object, stop: threading.Event) -> Iterator[str]:
+        for word in re.findall(r"\S+\s*", self.answer):
+            if stop.is_set():
+                return
+            time.sleep(self.delay_s)
+            self.generated += 1
+            yield word
 
 
 def test_traces_redact_personal_data_in_the_answer(world: dict[str, Any]) -> None:
@@ -467,3 +479,106 @@ def test_traces_redact_personal_data_in_the_answer(world: dict[str, Any]) -> Non
     ]
     assert t.answer == "Write to [EMAIL] or call [PHONE]."
     assert "bob@" not in t.question and "[EMAIL]" in t.question
+
+
+@contextlib.contextmanager
+def served(world: dict[str, Any], llm: object, **settings: Any) -> Iterator[tuple[str, str]]:
+    """The API on a real uvicorn server (client disconnects need a real socket); yields its
+    URL and the traces topic."""
+    import uvicorn
+
+    topic = INFERENCE_COMPLETED.name(world["prefix"])
+    s = world["settings"].model_copy(update=settings)
+    app = create_app(
+        build_runtime(s, world["store"], llm, TracePublisher(world["bootstrap"], topic))  # type: ignore[arg-type]
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_ok(f"{url}/healthz", 30)
+        yield url, topic
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def traces_of(world: dict[str, Any], topic: str, ids: set[str]) -> dict[str, InferenceTrace]:
+    deadline, found = time.monotonic() + 30, {}
+    while time.monotonic() < deadline and set(found) != ids:
+        for rec in consume(world["bootstrap"], topic, idle_s=1):
+            t = InferenceTrace.from_bytes(rec.value)
+            if t.trace_id in ids:
+                found[t.trace_id] = t
+    return found
+
+
+def test_more_streams_than_the_queue_holds_are_refused_at_once(world: dict[str, Any]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    llm = ScriptedLLM("one two three four five six seven eight", delay_s=0.15)
+    with served(world, llm, max_queued=1) as (url, topic):
+        key = world["keys"]["a"]
+
+        def ask(_: int) -> tuple[int, float, list[str], dict[str, str]]:
+            t0 = time.monotonic()
+            with httpx.stream(
+                "POST",
+                f"{url}/v1/query",
+                json={"question": "vpn?", "stream": True},
+                headers=auth(key),
+                timeout=60,
+            ) as r:
+                if r.status_code != 200:
+                    r.read()
+                    return r.status_code, time.monotonic() - t0, [], dict(r.headers)
+                names = [e.name for e in parse_sse(r.iter_lines())]
+                return 200, time.monotonic() - t0, names, dict(r.headers)
+
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            results = list(pool.map(ask, range(5)))
+        readiness = httpx.get(f"{url}/readyz").json()
+    served_ok = [r for r in results if r[0] == 200]
+    refused = [r for r in results if r[0] == 503]
+    assert len(served_ok) == 2 and len(refused) == 3, [(r[0], r[2]) for r in results]
+    for _, _, names, _ in served_ok:
+        assert names[-1] == "done" and names.count("token") == 8
+    for _, seconds, _, headers in refused:
+        assert seconds < 1.0 and int(headers["retry-after"]) >= 1
+    assert readiness["generations"] == {"in_flight": 0, "limit": 2, "refused": 3}
+
+
+def test_a_caller_who_goes_away_stops_generation_and_is_traced_as_cancelled(
+    world: dict[str, Any],
+) -> None:
+    words = 60
+    llm = ScriptedLLM(" ".join(f"w{i}" for i in range(words)), delay_s=0.1)
+    with served(world, llm) as (url, topic):
+        h = auth(world["keys"]["a"])
+        # not streaming: the client gives up after a second
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/query", json={"question": "vpn?"}, headers=h, timeout=1.0)
+        time.sleep(1.5)
+        after_first = llm.generated
+        assert after_first < words / 2, "generation went on after the caller left"
+        # streaming: the client reads two tokens, then hangs up
+        with httpx.stream(
+            "POST", f"{url}/v1/query", json={"question": "vpn?", "stream": True}, headers=h
+        ) as r:
+            trace_id = r.headers["x-trace-id"]
+            for n, _ in enumerate(parse_sse(r.iter_lines())):
+                if n == 1:
+                    break
+        time.sleep(1.5)
+        assert llm.generated - after_first < words / 2
+        readiness = httpx.get(f"{url}/readyz").json()
+    assert readiness["generations"]["in_flight"] == 0, "every slot was given back"
+    traces = [
+        InferenceTrace.from_bytes(rec.value) for rec in consume(world["bootstrap"], topic, idle_s=2)
+    ]
+    cancelled = [t for t in traces if t.status == "cancelled" and t.model == "scripted"]
+    assert len(cancelled) == 2, [(t.status, t.model) for t in traces][-6:]
+    assert trace_id in {t.trace_id for t in cancelled}
+    assert all(t.answer and t.answer.startswith("w0") for t in cancelled)
