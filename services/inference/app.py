@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -13,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from services.inference.answering import Answering
 from services.inference.auth import RateLimiter, load_keys
-from services.inference.deps import Runtime
+from services.inference.deps import Runtime, identify
 from services.inference.llm import LLM
 from services.inference.middleware import BodyLimit
 from services.inference.prompts import load_prompts
@@ -43,7 +44,11 @@ def create_app(rt: Runtime) -> FastAPI:
     )
     app.state.rt = rt
     app.add_exception_handler(RequestValidationError, invalid_body)  # type: ignore[arg-type]
-    app.add_middleware(BodyLimit, limit=rt.answering.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=rt.answering.settings.max_body_bytes,
+        check_caller=functools.partial(identify, rt.keys),
+    )
     app.include_router(router)
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -34,6 +35,25 @@ async def get_answering(request: Request) -> Answering:
     return get_runtime(request).answering
 
 
+def identify(keys: Mapping[str, ApiKey], headers: Mapping[str, str]) -> ApiKey:
+    """The key a request presents (``Authorization: Bearer KEY`` or ``X-API-Key``); 401 when
+    there is none or it is unknown."""
+    header = headers.get("authorization", "")
+    key = (
+        header[7:].strip() if header.lower().startswith("bearer ") else headers.get("x-api-key", "")
+    )
+    if not key:
+        raise HTTPException(
+            401,
+            "missing API key (Authorization: Bearer KEY)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    record = keys.get(hash_key(key))
+    if record is None:
+        raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+    return record
+
+
 class Authorised:
     """The caller's key, which must exist, allow ``action`` and be under its rate limit."""
 
@@ -42,21 +62,7 @@ class Authorised:
 
     async def __call__(self, request: Request) -> ApiKey:
         rt = get_runtime(request)
-        header = request.headers.get("authorization", "")
-        key = (
-            header[7:].strip()
-            if header.lower().startswith("bearer ")
-            else request.headers.get("x-api-key", "")
-        )
-        if not key:
-            raise HTTPException(
-                401,
-                "missing API key (Authorization: Bearer KEY)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        record = rt.keys.get(hash_key(key))
-        if record is None:
-            raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        record = identify(rt.keys, request.headers)
         if self.action not in record.actions:
             raise HTTPException(403, f"this key may not {self.action}")
         wait = rt.limiter.take(record.id, record.rate_limit_per_min)

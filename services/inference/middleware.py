@@ -2,41 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
+from fastapi import HTTPException
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
-class _TooLarge(Exception):
-    pass
+WITH_BODY = {"POST", "PUT", "PATCH"}
 
 
 class BodyLimit:
-    """413 for bodies over ``limit`` bytes: by Content-Length up front, else while reading.
+    """For requests with a body: 401 for a caller without a known key before the body is read
+    (``check_caller``), then 413 for a body over ``limit`` bytes, by Content-Length up front,
+    else (a chunked body) while reading it, before the app sees any of it.
 
     A plain ASGI middleware: Starlette's function middlewares add a task per request.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        check_caller: Callable[[Mapping[str, str]], object] | None = None,
+    ) -> None:
+        self.app, self.limit, self.check_caller = app, limit, check_caller
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] not in WITH_BODY:
             return await self.app(scope, receive, send)
+        if self.check_caller is not None:
+            try:
+                self.check_caller(Headers(scope=scope))
+            except HTTPException as exc:
+                refused = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
+                return await refused(scope, receive, send)
         too_large = JSONResponse({"detail": f"body over {self.limit} bytes"}, 413)
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            return await too_large(scope, receive, send)
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit():
+            # the server holds the body to its declared length
+            if int(length) > self.limit:
+                return await too_large(scope, receive, send)
+            return await self.app(scope, receive, send)
+        # Chunked: read it all here (at most the limit), then hand it on.
+        messages: list[Message] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _TooLarge
-            return message
+                return await too_large(scope, receive, send)
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await too_large(scope, receive, send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)

@@ -582,3 +582,32 @@ def test_a_caller_who_goes_away_stops_generation_and_is_traced_as_cancelled(
     assert len(cancelled) == 2, [(t.status, t.model) for t in traces][-6:]
     assert trace_id in {t.trace_id for t in cancelled}
     assert all(t.answer and t.answer.startswith("w0") for t in cancelled)
+
+
+def test_a_chunked_body_over_the_limit_gets_413_and_the_key_is_checked_first(
+    world: dict[str, Any],
+) -> None:
+    c = world["client"]
+    h = {**auth(world["keys"]["a"]), "content-type": "application/json"}
+
+    def chunked(total: int) -> Iterator[bytes]:
+        body = json.dumps({"question": "q" + " " * total}).encode()
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
+
+    r = c.post("/v1/retrieve", content=chunked(10_000), headers=h)
+    assert r.status_code == 413 and "4096 bytes" in r.json()["detail"], r.text
+    assert c.post("/v1/retrieve", content=chunked(100), headers=h).status_code == 200
+    # without a known key the body is never read: 401, whatever its size
+    read = []
+
+    def watched() -> Iterator[bytes]:
+        for piece in chunked(10_000):
+            read.append(piece)
+            yield piece
+
+    r = c.post("/v1/retrieve", content=watched(), headers=auth("llm_unknown"))
+    assert r.status_code == 401 and r.json()["detail"] == "unknown API key"
+    assert len(read) <= 1, "the body of an unknown caller was read"
+    r = c.post("/v1/retrieve", content=b"x" * 10_000, headers={"content-type": "application/json"})
+    assert r.status_code == 401 and "missing API key" in r.json()["detail"]
