@@ -39,13 +39,25 @@ def make_app(
         "producer_linger": 0.01,
         "producer_max_batch_size": 512 * 1024,
         "topic_replication_factor": 1,
+        "broker_session_timeout": kafka.session_timeout_s,
+        # a third of the session, as Kafka recommends
+        "broker_heartbeat_interval": kafka.session_timeout_s / 3,
         "broker_commit_every": 500,
         "broker_commit_interval": 1.0,
         "consumer_auto_offset_reset": "earliest",
         "topic_allow_declare": True,
     }
     config.update(kw)
-    return faust.App(app_id, **config)
+    app = faust.App(app_id, **config)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # its stub is narrower than faust
+    async def commit_before_handing_over(sender: faust.App, *_: Any, **__: Any) -> None:
+        # Faust waits for the events in hand and flushes the producer here, but commits only
+        # on its timer: the next owner of these partitions would redo what was done since.
+        # Commit now, so a scale-out or a rolling restart repeats (almost) nothing.
+        await sender.consumer.commit()
+
+    return app
 
 
 def faust_topic(app: faust.App, topic: Topic, prefix: str) -> TopicT:

@@ -65,6 +65,13 @@ class KafkaSettings(BaseSettings):
         "(max.message.bytes) and producers and consumers allow it. Ingestion refuses to start "
         "when its largest possible chunk batch would not fit.",
     )
+    session_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How soon the group coordinator gives a silent consumer's partitions to "
+        "others: after a crash, a restarted service resumes within about this long (faust's "
+        "own default, 60 s, made a killed dev process wait a minute).",
+    )
     local_port: int = Field(default=9092, description="Client port of the local broker.")
     local_controller_port: int = Field(
         default=9093, description="KRaft controller port of the local broker."
