@@ -11,6 +11,7 @@ from services.embedding.commands import commands as embedding_commands
 from services.inference.commands import commands as inference_commands
 from services.ingestion.commands import commands as ingestion_commands
 from shared.cli import platform
+from shared.logs import hold_back_repeats
 
 GROUPS = (platform, ingestion_commands, embedding_commands, inference_commands)
 
@@ -28,6 +29,7 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    hold_back_repeats()
 
 
 def _assemble() -> None:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 import faust
+
+from shared.logs import hold_back_repeats
+
+
+class Worker(faust.Worker):
+    """faust's worker, with repeated warnings held back once it has set up logging."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        hold_back_repeats(logger)
 
 
 def run_worker(*apps: faust.App, loglevel: str = "info") -> None:
     """Run the apps in one worker until SIGTERM/SIGINT; each keeps its own consumer group."""
     first, *others = apps
-    worker = faust.Worker(
+    worker = Worker(
         first,
         *others,
         loglevel=loglevel,
