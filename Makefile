@@ -31,7 +31,7 @@ INSTALLED := .llmops/.installed-$(LOCK_HASH)
 # page tests, and docker-compose (v1) to check the compose file (no Docker engine needed).
 TEST_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose
 
-.PHONY: help install test-tools run test test-unit test-integration lint bench up down kafka-start kafka-stop clean
+.PHONY: help install test-tools run test chaos test-unit test-integration lint bench up down kafka-start kafka-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ run: install ## Start the broker and every service (llmops dev), index the sampl
 
 test: install test-tools ## Run every test: unit, then integration and e2e on a real broker started for them
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed broker and services
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/chaos
 
 test-unit: install ## Run only the unit tests (no broker)
 	$(BIN)/python -m pytest -q tests/unit

@@ -138,7 +138,11 @@ class Answering:
             timeout_s=self.settings.llm_timeout_s,
         )
         # The query model and the store both block and take one call at a time: one thread.
-        self._retrieval = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval")
+        self._retrieval = self._new_thread()
+
+    @staticmethod
+    def _new_thread() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval")
 
     async def start(self) -> None:
         """Load the query model and run it once, so that ready means ready; start tracing."""
@@ -149,6 +153,8 @@ class Answering:
         """Let queued traces go out, then stop."""
         await self.publisher.stop()
         self._retrieval.shutdown(wait=False, cancel_futures=True)
+        # a fresh one (its thread starts on first use): the app may be started again
+        self._retrieval = self._new_thread()
 
     def _warm_up(self) -> None:
         query_embedder(self.store, self.store.active()).encode(["warm-up"])

@@ -44,6 +44,7 @@ def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
 
 
 _AUTH = _errors(
+    e400="The body is not UTF-8 JSON.",
     e401="Missing or unknown API key.",
     e403="The key may not do this.",
     e413="Body or question too large.",
@@ -53,10 +54,20 @@ _AUTH = _errors(
 
 _SSE = {
     "text/event-stream": {
+        # the schema of one event
         "schema": {
-            "type": "string",
-            "description": "With `stream: true`: `token` events ({text}), then one `done` event "
-            "(a QueryResponse) or one `error` event (a StreamError).",
+            "type": "object",
+            "description": "With `stream: true`: `token` events, then one `done` event or one "
+            "`error` event.",
+            "properties": {
+                "event": {"type": "string", "enum": ["token", "done", "error"]},
+                "data": {
+                    "type": "string",
+                    "description": "JSON: {text} for a token, a QueryResponse for done, a "
+                    "StreamError for error.",
+                },
+            },
+            "required": ["event", "data"],
         }
     }
 }

@@ -371,7 +371,7 @@ def test_openapi_documents_every_response_and_error_body(world: dict[str, Any]) 
                 assert content, (path, method, code)
                 for media in content.values():
                     assert media.get("schema"), (path, method, code)
-    errors = {"401", "403", "413", "422", "429"}
+    errors = {"400", "401", "403", "413", "422", "429"}
     assert documented["POST /v1/retrieve"] == {"200"} | errors
     assert documented["POST /v1/query"] == {"200", "502", "503"} | errors
     assert documented["GET /readyz"] == {"200", "503"}
