@@ -1,0 +1,108 @@
+"""SIGKILL the broker while documents are being published and indexed, then start it again:
+every document whose publish was acknowledged is indexed, and no point is doubled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from shared.events import DocumentEvent, DocumentIndexed
+from shared.kafka.admin import create_topics
+from shared.kafka.broker import free_port, local_broker
+from shared.kafka.producer import make_producer
+from shared.settings import PlatformSettings, QdrantSettings
+from shared.topics import DOCS_INDEXED, INGEST_DOCUMENTS
+from shared.vector_store import VectorStore
+from tests.kafka_helpers import ServiceProcess, consume
+
+pytestmark = pytest.mark.chaos
+N = 400
+
+
+def test_a_broker_killed_mid_publish_and_mid_indexing_loses_nothing(tmp_path: Path) -> None:
+    # a broker of its own: the session's is shared by every other test
+    broker = local_broker(
+        tmp_path / "broker", PlatformSettings().cache_dir, free_port(), free_port()
+    )
+    broker.start()
+    prefix, data = "kill.", tmp_path / "data"
+    service = ServiceProcess(
+        "ingestion embedding",
+        dict(
+            os.environ,
+            KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+            KAFKA_TOPIC_PREFIX=prefix,
+            LLMOPS_DATA_DIR=str(data),
+            LLMOPS_LOG_LEVEL="warning",
+        ),
+        tmp_path / "services.log",
+    )
+    try:
+        create_topics(broker.bootstrap, prefix)
+        service.start()
+        docs = [
+            DocumentEvent(
+                tenant="acme",
+                doc_id=f"k-{i:03d}",
+                version=1,
+                content=" ".join(f"Line {j} of document {i}." for j in range(30)),
+            )
+            for i in range(N)
+        ]
+        producer = make_producer(broker.bootstrap, request_timeout_ms=5000)
+        src = INGEST_DOCUMENTS.name(prefix)
+        futures = {}
+        for d in docs[: N // 2]:
+            futures[d.key] = producer.send(src, key=d.key.encode(), value=d.to_bytes())
+        producer.flush()
+        # indexing is under way when the broker dies, and so is the second half's publish
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if consume(broker.bootstrap, DOCS_INDEXED.name(prefix), idle_s=0.3):
+                break
+        for i, d in enumerate(docs[N // 2 :]):
+            futures[d.key] = producer.send(src, key=d.key.encode(), value=d.to_bytes())
+            if i == N // 4:
+                pid = broker.pid()
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(2)
+        broker.start()  # same ports, same data
+        acked = set()
+        for key, fut in futures.items():
+            try:
+                fut.get(timeout=120)
+                acked.add(key)
+            except Exception:  # noqa: BLE001 - not acknowledged: the publisher knows to resend
+                pass
+        producer.close()
+        assert len(acked) >= N // 2, "the first half was acknowledged before the kill"
+
+        t0 = time.monotonic()
+        indexed: dict[str, DocumentIndexed] = {}
+        while time.monotonic() - t0 < 240 and not acked <= set(indexed):
+            for rec in consume(broker.bootstrap, DOCS_INDEXED.name(prefix), idle_s=1):
+                ev = DocumentIndexed.from_bytes(rec.value)
+                indexed[ev.key] = ev
+        print(f"{len(acked)} of {N} acknowledged; all indexed {time.monotonic() - t0:.1f} s after")
+        assert acked <= set(indexed), (sorted(acked - set(indexed))[:5], service.log()[-3000:])
+        assert service.alive(), service.log()[-3000:]
+    finally:
+        service.stop()
+        broker.stop()
+    store = VectorStore.open(
+        QdrantSettings(path=data / "qdrant"), PlatformSettings(data_dir=data), prefix
+    )
+    try:
+        collection = store.active()
+        assert collection is not None
+        points = Counter(str((p.payload or {})["doc_key"]) for p in store.all_payloads(collection))
+    finally:
+        store.close()
+    for key in acked:
+        assert points[key] == indexed[key].chunk_count, key  # none missing, none doubled
