@@ -6,6 +6,11 @@ second for the same validation and chunking called in-process on the same docume
 The service rate is measured between its first and last output record (broker timestamps),
 so worker start-up and group join are not counted.
 
+Then the scale-out case: the same documents through two workers of the ingestion group,
+their rate divided by one worker's (this 2-core machine shares its cores with the broker),
+and a second worker joining while the first is mid-stream: how many batches were repeated
+(the partitions that move are committed first, so it should be under 1%).
+
     python bench/ingest.py [--docs 2000] [--words 300]
 """
 
@@ -79,6 +84,51 @@ def _produced(bootstrap: str, topic: str) -> int:
     return sum(end_offsets(bootstrap, topic).values())
 
 
+def run_workers(
+    kafka: BenchKafka, docs: list[DocumentEvent], join_second_at: float | None, name: str
+) -> tuple[float, int, int]:
+    """Publish ``docs`` under a fresh prefix and run ingestion workers of one group: one, and
+    a second once ``join_second_at`` of the output is out (0: both from the start). Returns
+    the rate (docs/s between first and last output), the batches out and the repeats."""
+    from shared.kafka.admin import create_topics
+
+    prefix = f"{kafka.prefix}{name}."
+    create_topics(kafka.bootstrap, prefix)
+    out_topic = DOCS_CHUNKS.name(prefix)
+    publish_documents(docs, kafka.bootstrap, prefix)
+
+    def worker(n: int) -> ServiceProcess:
+        env = kafka.env()
+        env.update(KAFKA_TOPIC_PREFIX=prefix, LLMOPS_DATA_DIR=str(kafka.tmp / f"{name}-{n}"))
+        return ServiceProcess("ingestion", env, kafka.tmp / f"{name}-{n}.log")
+
+    workers = [worker(1)]
+    if join_second_at is not None and join_second_at <= 0:
+        workers.append(worker(2))
+    for w in workers:
+        w.start()
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            done = _produced(kafka.bootstrap, out_topic)
+            if join_second_at and len(workers) == 1 and done >= join_second_at * len(docs):
+                workers.append(worker(2))
+                workers[-1].start()
+            if done >= len(docs) and (join_second_at is None or len(workers) == 2):
+                break
+            time.sleep(0.2)
+        time.sleep(3)  # anything redone after a late rebalance
+        out = consume(kafka.bootstrap, out_topic, idle_s=3)
+    finally:
+        for w in workers:
+            w.stop()
+    keys = [r.key for r in out]
+    if set(keys) != {d.key.encode() for d in docs}:
+        raise SystemExit(f"{name}: not every document came out; see {kafka.tmp}")
+    stamps = sorted(r.timestamp for r in out)
+    return (len(out) - 1) / ((stamps[-1] - stamps[0]) / 1000), len(out), len(out) - len(set(keys))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=2000)
@@ -119,6 +169,10 @@ def main() -> None:
             )
         stamps = sorted(r.timestamp for r in out)
         over_kafka = (len(out) - 1) / ((stamps[-1] - stamps[0]) / 1000)
+        service.stop()
+        one, _, _ = run_workers(kafka, docs, None, "one")
+        two, _, _ = run_workers(kafka, docs, 0, "two")
+        _, joined_out, repeated = run_workers(kafka, docs, 0.25, "join")
     finally:
         service.stop()
         kafka.stop()
@@ -128,6 +182,12 @@ def main() -> None:
     print(f"in-process validate+normalise+redact+chunk: {in_process:8.1f} docs/s")
     print(f"through the ingestion service over Kafka:   {over_kafka:8.1f} docs/s")
     print(f"ratio service/in-process: {over_kafka / in_process:.2f}  (target >= 0.8)")
+    print(f"scale-out: 1 worker {one:.1f} docs/s, 2 workers {two:.1f} docs/s")
+    print(f"ratio 2 workers / 1 worker: {two / one:.2f}  (2 cores, shared with the broker)")
+    print(
+        f"a second worker joining at 25%: {repeated} of {len(docs)} batches repeated "
+        f"({100 * repeated / len(docs):.1f}%; target <= 1%), {joined_out} out"
+    )
 
 
 if __name__ == "__main__":

@@ -155,6 +155,7 @@ def test_sigkill_mid_stream_leaves_an_exact_index(
     done = len(consume(kafka_bootstrap, indexed_topic, idle_s=1))
     assert 20 <= done < len(first) + len(later), f"kill should land mid-stream ({done})"
 
+    restarted_at = time.monotonic()
     restarted = start_service("embedding")
     final = {b.key: b for b in first + later}
     deadline = time.monotonic() + 240
@@ -169,6 +170,7 @@ def test_sigkill_mid_stream_leaves_an_exact_index(
         }
         seen &= {(k, b.version) for k, b in final.items()}
     assert len(seen) == len(final)
+    print(f"embedding: caught up {time.monotonic() - restarted_at:.1f} s after its restart")
     restarted.stop()
     store = open_store(Path(service_env["LLMOPS_DATA_DIR"]), topic_prefix)
     try:

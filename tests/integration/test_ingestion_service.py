@@ -160,9 +160,11 @@ def test_sigkill_mid_stream_loses_nothing(
     service.kill()
     before = len(consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=1))
     assert 20 <= before < N_SIGKILL, f"kill should land mid-stream, saw {before}"
+    restarted_at = time.monotonic()
     start_service("ingestion")
 
     out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), until=N_SIGKILL, timeout_s=180)
+    print(f"ingestion: caught up {time.monotonic() - restarted_at:.1f} s after its restart")
     out = consume(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), idle_s=3)
     seen: dict[str, dict[str, object]] = {}
     for rec in out:
