@@ -60,7 +60,9 @@ def make_app(
             # was acknowledged on the partitions that move: their next owner would redo up to
             # a commit interval of work (8% of a stream when a second worker joined). Commit
             # them first, so a scale-out or a rolling restart repeats (almost) nothing.
-            await consumer.commit(revoked)
+            # force: commit() does nothing when its timer's commit is under way, and that
+            # one may predate the last acknowledgements
+            await consumer.force_commit(revoked)
             await revoke(revoked)
 
         consumer.on_partitions_revoked = on_partitions_revoked
