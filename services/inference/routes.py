@@ -179,6 +179,9 @@ async def _generate_while_connected(request: Request, gen: Generation) -> bool:
     while not task.done():
         await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
         if not task.done() and await request.is_disconnected():
+            # Stop the model first: on Python 3.11 wait_for can swallow a cancellation that
+            # meets a piece arriving, and the generation would then run to its end.
+            gen.abandon()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
