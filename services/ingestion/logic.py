@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +56,9 @@ class Ingestor:
     max_event_bytes: int
     chunk_tokens: int
     chunk_overlap: int
-    max_metadata_bytes: int = 16 * 1024
-    max_metadata_depth: int = 4
-    allow_personal_ids: bool = False
+    max_metadata_bytes: int
+    max_metadata_depth: int
+    allow_personal_ids: bool
 
     @classmethod
     def from_settings(cls, s: IngestionSettings) -> Ingestor:
@@ -93,7 +94,11 @@ class Ingestor:
     def parse(self, raw: bytes | None, key: bytes | None) -> DocumentEvent:
         """Validate a raw record (raises IngestError)."""
         event = parse_event(
-            raw, key, self.max_event_bytes, self.max_metadata_bytes, self.max_metadata_depth
+            raw,
+            key,
+            self.max_event_bytes,
+            max_metadata_bytes=self.max_metadata_bytes,
+            max_metadata_depth=self.max_metadata_depth,
         )
         if not self.allow_personal_ids:
             _, found = self.redactor.redact(event.doc_id)
@@ -109,9 +114,9 @@ class Ingestor:
     def to_batch(self, event: DocumentEvent) -> ChunkBatch:
         """The ChunkBatch for a valid event (raises IngestError for an empty upsert)."""
         chunks: list[Chunk] = []
-        redactions: dict[str, int] = {}
+        redactions: Counter[str] = Counter()
         if event.op is Op.UPSERT:
-            text, redactions = self.redactor.redact(normalize(event.content, event.content_type))
+            text = self._redacted(normalize(event.content, event.content_type), redactions)
             if not text:
                 raise IngestError("EmptyContent", "upsert has no text after normalisation")
             for i, span in enumerate(
@@ -130,12 +135,9 @@ class Ingestor:
                 )
         # Every free-text field is stored (docs.chunks is compacted, kept forever) and
         # published: redact them all, as the content.
-        title, n_title = self.redactor.redact(event.title)
-        source, n_source = self.redactor.redact(event.source)
-        metadata, n_meta = self._redact_values(event.metadata)
-        for found in (n_title, n_source, n_meta):
-            for name, n in found.items():
-                redactions[name] = redactions.get(name, 0) + n
+        title = self._redacted(event.title, redactions)
+        source = self._redacted(event.source, redactions)
+        metadata = self._redacted(event.metadata, redactions)
         return ChunkBatch(
             # Same source event, same batch id: a redelivery is recognisable as a duplicate.
             event_id=str(uuid.uuid5(CHUNK_NAMESPACE, f"batch/{event.event_id}")),
@@ -149,36 +151,24 @@ class Ingestor:
             metadata=metadata,
             acl=event.acl,
             chunks=chunks,
-            redactions=redactions,
+            redactions=dict(redactions),
             source_event_id=event.event_id,
             source_event_time=event.event_time,
             tokenizer=self.tokenizer_name,
         )
 
-    def _redact_values(self, value: Any) -> tuple[Any, dict[str, int]]:
-        """Metadata with every string value redacted (keys are names, not data)."""
+    def _redacted(self, value: Any, found: Counter[str]) -> Any:
+        """``value`` with every string in it redacted (in metadata, the values: keys are
+        names, not data); what was found is added to ``found``."""
         if isinstance(value, str):
-            return self.redactor.redact(value)
-        found: dict[str, int] = {}
-
-        def merge(counts: dict[str, int]) -> None:
-            for name, n in counts.items():
-                found[name] = found.get(name, 0) + n
-
+            text, counts = self.redactor.redact(value)
+            found.update(counts)
+            return text
         if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for k, v in value.items():
-                out[k], counts = self._redact_values(v)
-                merge(counts)
-            return out, found
+            return {k: self._redacted(v, found) for k, v in value.items()}
         if isinstance(value, list):
-            items = []
-            for v in value:
-                item, counts = self._redact_values(v)
-                items.append(item)
-                merge(counts)
-            return items, found
-        return value, found
+            return [self._redacted(v, found) for v in value]
+        return value
 
     def process(
         self, raw: bytes | None, key: bytes | None, newest_version: int | None

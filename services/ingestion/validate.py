@@ -56,8 +56,9 @@ def parse_event(
     raw: bytes | None,
     key: bytes | None,
     max_bytes: int,
-    max_metadata_bytes: int = 16 * 1024,
-    max_metadata_depth: int = 4,
+    *,
+    max_metadata_bytes: int,
+    max_metadata_depth: int,
 ) -> DocumentEvent:
     """Decode and validate one record of ``ingest.documents``.
 
@@ -70,19 +71,19 @@ def parse_event(
         raise IngestError("TooLarge", f"event is {len(raw)} bytes; the limit is {max_bytes}")
     try:
         obj = json.loads(raw)
+        if not isinstance(obj, dict):
+            raise IngestError(
+                "SchemaError", f"event must be a JSON object, got {type(obj).__name__}"
+            )
+        metadata = obj.get("metadata")
+        bad, levels = _bad_text(obj, "event"), depth(metadata)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IngestError("InvalidJSON", f"value is not UTF-8 JSON: {exc}") from exc
     except RecursionError:
-        raise IngestError("TooDeep", "value nests objects or lists too deeply to read") from None
-    if not isinstance(obj, dict):
-        raise IngestError("SchemaError", f"event must be a JSON object, got {type(obj).__name__}")
-    try:
-        bad, levels = _bad_text(obj, "event"), depth(obj.get("metadata"))
-    except RecursionError:
+        # too deep for the reader or for the walks above
         raise IngestError("TooDeep", "value nests objects or lists too deeply to read") from None
     if bad:
         raise IngestError("InvalidText", f"not valid Unicode text: {bad}")
-    metadata = obj.get("metadata")
     if isinstance(metadata, dict | list):
         if levels > max_metadata_depth:
             raise IngestError(

@@ -12,6 +12,10 @@ from services.ingestion.validate import IngestError, parse_event
 from shared.events import ChunkBatch, ContentType, DocumentEvent, Op
 
 ING = Ingestor.from_settings(IngestionSettings(chunk_tokens=64, chunk_overlap=8))
+METADATA_LIMITS = {
+    "max_metadata_bytes": ING.max_metadata_bytes,
+    "max_metadata_depth": ING.max_metadata_depth,
+}
 
 
 def raw(**fields: object) -> tuple[bytes, bytes]:
@@ -42,13 +46,13 @@ def raw(**fields: object) -> tuple[bytes, bytes]:
 )
 def test_rejections_are_named(value: bytes | None, key: bytes | None, code: str) -> None:
     with pytest.raises(IngestError) as info:
-        parse_event(value, key, max_bytes=512 * 1024)
+        parse_event(value, key, max_bytes=512 * 1024, **METADATA_LIMITS)
     assert info.value.code == code
     assert str(info.value)
 
 
 def test_valid_event_parses() -> None:
-    ev = parse_event(*raw(acl=["b", "a", "a"]), max_bytes=1024)
+    ev = parse_event(*raw(acl=["b", "a", "a"]), max_bytes=1024, **METADATA_LIMITS)
     assert ev.key == "acme/d1" and ev.acl == ["a", "b"] and ev.op is Op.UPSERT
 
 
