@@ -13,7 +13,6 @@ from services import host
 from shared.cli import Context, pass_context
 from shared.events import ChunkBatch, DocumentIndexed
 from shared.http import wait_ok
-from shared.kafka.admin import create_topics
 from shared.kafka.reader import end_offsets, wait_for_events
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED
 from shared.upstream import events_from_paths, publish_documents
@@ -80,9 +79,7 @@ def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:
     from services.inference.settings import inference_settings
 
     click.secho("==> Kafka", bold=True)
-    created = create_topics(
-        ctx.bootstrap, ctx.prefix, max_message_bytes=ctx.kafka.max_message_bytes
-    )
+    created = ctx.ensure_topics()  # host.run below does not ask the broker again
     click.echo(f"    broker on {ctx.bootstrap}; topics: {len(created)} created, the rest existed")
     key, keys_file = dev_key(ctx.platform.data_dir, tenant)
     os.environ.setdefault("INFERENCE_API_KEYS_FILE", str(keys_file))

@@ -214,10 +214,8 @@ def run(
 ) -> None:
     """Run the named services in this process until interrupted (creates missing topics
     first). ``on_start`` is called once everything is built, before serving."""
-    from shared.kafka.admin import create_topics
-
     chosen = plan(names, embedded_store=not ctx.qdrant.url)
-    create_topics(ctx.bootstrap, ctx.prefix, max_message_bytes=ctx.kafka.max_message_bytes)
+    ctx.ensure_topics()
     process = Process(ctx, loglevel or ctx.platform.log_level)
     try:
         parts = [SERVICES[name].build(process) for name in chosen]

@@ -27,6 +27,7 @@ class Context:
 
     def __init__(self) -> None:
         self._services: dict[Callable[..., Any], Any] = {}
+        self._created_topics: list[str] | None = None
 
     @cached_property
     def kafka(self) -> KafkaSettings:
@@ -47,6 +48,16 @@ class Context:
     def bootstrap(self) -> str:
         """The cluster to use: KAFKA_BOOTSTRAP_SERVERS, else the local broker (started)."""
         return ensure_kafka(self.kafka, self.platform)
+
+    def ensure_topics(self) -> list[str]:
+        """Create the declared topics that are missing, once per command; the names created."""
+        if self._created_topics is None:
+            from shared.kafka.admin import create_topics
+
+            self._created_topics = create_topics(
+                self.bootstrap, self.prefix, max_message_bytes=self.kafka.max_message_bytes
+            )
+        return self._created_topics
 
     @property
     def prefix(self) -> str:
@@ -130,12 +141,9 @@ def topics() -> None:
 @pass_context
 def topics_create(ctx: Context) -> None:
     """Create every declared topic that is missing (idempotent)."""
-    from shared.kafka.admin import create_topics
     from shared.topics import TOPICS
 
-    created = create_topics(
-        ctx.bootstrap, ctx.prefix, max_message_bytes=ctx.kafka.max_message_bytes
-    )
+    created = ctx.ensure_topics()
     for t in TOPICS:
         state = "created" if t.name(ctx.prefix) in created else "exists"
         click.echo(
