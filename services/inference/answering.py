@@ -112,6 +112,11 @@ class GenerationQueue:
             self.mean_s = seconds if self.mean_s is None else 0.8 * self.mean_s + 0.2 * seconds
 
 
+def traced(hits: list[Hit]) -> list[TracedChunk]:
+    """What a trace keeps of the chunks: ids and scores, never their text."""
+    return [TracedChunk(chunk_id=h.chunk_id, doc_id=h.doc_id, score=h.score) for h in hits]
+
+
 def failure_of(exc: BaseException) -> GenerationFailed:
     """What a generation error means for the caller."""
     if isinstance(exc, TimeoutError):
@@ -219,9 +224,7 @@ class Answering:
             "retrieve",
             status="ok",
             timings_ms=timings,
-            retrieved=[
-                TracedChunk(chunk_id=h.chunk_id, doc_id=h.doc_id, score=h.score) for h in hits
-            ],
+            retrieved=traced(hits),
         )
         return RetrieveResponse(
             trace_id=trace_id,
@@ -309,9 +312,7 @@ class Generation:
             self.question,
             "query",
             timings_ms=self.timings,
-            retrieved=[
-                TracedChunk(chunk_id=h.chunk_id, doc_id=h.doc_id, score=h.score) for h in self.used
-            ],
+            retrieved=traced(self.used),
             prompt_name=self.prompt.name,
             prompt_version=self.prompt.version,
             model=self.llm.name,

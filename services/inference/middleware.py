@@ -31,14 +31,15 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in WITH_BODY:
             return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
         if self.check_caller is not None:
             try:
-                self.check_caller(Headers(scope=scope))
+                self.check_caller(headers)
             except HTTPException as exc:
                 refused = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
                 return await refused(scope, receive, send)
         too_large = JSONResponse({"detail": f"body over {self.limit} bytes"}, 413)
-        length = Headers(scope=scope).get("content-length", "")
+        length = headers.get("content-length", "")
         if length.isdigit():
             # the server holds the body to its declared length
             if int(length) > self.limit:

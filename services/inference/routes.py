@@ -224,5 +224,4 @@ async def _events(gen: Generation) -> AsyncIterator[bytes]:
         yield sse(
             "error", StreamError(status=_status(exc), detail=exc.reason, trace_id=gen.trace_id)
         )
-    finally:
-        gen.abandon()
+    # (GenerationStream traces and frees an abandoned generation, however the stream ends)
