@@ -9,7 +9,7 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT, TopicT
 
-from shared.kafka.dlq import dead_letter, dlq_headers
+from shared.delivery import Deliveries
 from shared.settings import KafkaSettings, PlatformSettings
 from shared.topics import Topic
 
@@ -37,7 +37,9 @@ def make_app(
         "consumer_max_fetch_size": kafka.max_message_bytes,
         # Batch produce requests: one request per record costs the broker and us dearly.
         "producer_linger": 0.01,
-        "producer_max_batch_size": 512 * 1024,
+        # Never over the topics' limit: a batch the broker refuses fails every record in it,
+        # and only the record that is too large alone may be dead-lettered for it.
+        "producer_max_batch_size": min(512 * 1024, kafka.max_message_bytes),
         "topic_replication_factor": 1,
         "broker_session_timeout": kafka.session_timeout_s,
         # a third of the session, as Kafka recommends
@@ -83,78 +85,18 @@ def faust_topic(app: faust.App, topic: Topic, prefix: str) -> TopicT:
     )
 
 
-# Room for the record's own framing and headers beside its key and value.
-RECORD_OVERHEAD_BYTES = 1024
-
-
-class OutputTooLarge(Exception):
-    """A record the broker could never accept: dead-lettering its input is the only way on."""
-
-    code = "OutputTooLarge"
-
-
-def check_record_size(key: bytes | None, value: bytes, max_bytes: int) -> None:
-    """Raise OutputTooLarge when a record is over ``max_bytes`` (KAFKA_MAX_MESSAGE_BYTES)."""
-    size = len(key or b"") + len(value) + RECORD_OVERHEAD_BYTES
-    if size > max_bytes:
-        raise OutputTooLarge(
-            f"the output record would be {size} bytes, over KAFKA_MAX_MESSAGE_BYTES={max_bytes}"
-        )
-
-
-async def send_checked(topic: TopicT, key: bytes | None, value: bytes, max_bytes: int) -> None:
-    """Send a record an agent produced for the event in hand.
-
-    A record over the limit fails here, inside the handler, so the consumer loop dead-letters
-    the event with the reason; sent anyway, it would fail in the producer after the event's
-    offset was committed, and the event would be lost without a trace.
-    """
-    check_record_size(key, value, max_bytes)
-    await topic.send(key=key, value=value)
-
-
-async def send_dead_letter(dlq: TopicT, event: EventT[Any], stage: str, exc: BaseException) -> str:
-    """Dead-letter one event with the reason; return the error type used."""
-    msg = event.message
-    error_type = getattr(exc, "code", None) or type(exc).__name__
-    dl = dead_letter(
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        key=msg.key,
-        value=msg.value,
-        stage=stage,
-        error_type=error_type,
-        error_message=str(exc) or repr(exc),
-    )
-    log.warning(
-        "dead-lettered %s[%d]@%d: %s: %s",
-        msg.topic,
-        msg.partition,
-        msg.offset,
-        error_type,
-        dl.error_message[:200],
-    )
-    await dlq.send(key=msg.key, value=dl.to_bytes(), headers=dlq_headers(dl))
-    return error_type
-
-
 async def consume_with_dlq(
-    stream: StreamT[Any],
-    handler: Handler,
-    dlq: TopicT,
-    stage: str,
-    on_error: Callable[[str], None] | None = None,
+    stream: StreamT[Any], handler: Handler, deliveries: Deliveries, stage: str
 ) -> None:
     """Run ``handler`` per event; any exception dead-letters that event and the loop goes on.
 
     Faust acknowledges a message whose handler raised, so catching here is what keeps a bad
     event from being skipped silently. Errors with a ``code`` attribute keep it as error type.
+    What the handler sends goes through ``deliveries``, so an event counts as done only once
+    its outputs (or its dead letter) are on the broker.
     """
     async for event in stream.events():
         try:
             await handler(event)
         except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
-            error_type = await send_dead_letter(dlq, event, stage, exc)
-            if on_error is not None:
-                on_error(error_type)
+            await deliveries.dead_letter(event, stage, exc)

@@ -15,9 +15,10 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
 from services.embedding.indexer import Indexer
 from services.embedding.settings import EmbeddingSettings
+from shared.delivery import Deliveries
 from shared.embedder import Embedder
 from shared.events import ChunkBatch, DocumentIndexed
-from shared.faust_app import faust_topic, make_app, send_checked, send_dead_letter
+from shared.faust_app import faust_topic, make_app
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, EMBEDDING_DLQ
 from shared.vector_store import VectorStore
 
@@ -67,11 +68,16 @@ def build_app(
                 return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
         raise AssertionError("unreachable")
 
-    async def publish(results: list[DocumentIndexed]) -> None:
+    out = Deliveries(dlq, "embedding", settings.kafka.max_message_bytes)
+
+    async def publish(
+        results: list[DocumentIndexed], good: list[tuple[EventT[Any], ChunkBatch]]
+    ) -> None:
+        # each result is held by the events of its document, so none of them counts as done
+        # before docs.indexed has it
         for r in results:
-            await send_checked(
-                indexed, r.key.encode(), r.to_bytes(), settings.kafka.max_message_bytes
-            )
+            sources = [ev for ev, b in good if b.key == r.key] or [ev for ev, _ in good]
+            await out.send(sources, indexed, r.key.encode(), r.to_bytes())
 
     async def handle(events: list[EventT[Any]]) -> None:
         good: list[tuple[EventT[Any], ChunkBatch]] = []
@@ -79,18 +85,18 @@ def build_app(
             try:
                 good.append((ev, ChunkBatch.from_bytes(ev.message.value or b"")))
             except ValidationError as exc:  # can never succeed
-                await send_dead_letter(dlq, ev, "embedding.decode", exc)
+                await out.dead_letter(ev, "embedding.decode", exc)
         if not good:
             return
         try:
-            await publish(await off_loop(indexer.index, [b for _, b in good]))
+            await publish(await off_loop(indexer.index, [b for _, b in good]), good)
         except Exception as exc:  # noqa: BLE001 - isolate the document that fails
             log.warning("batch failed (%s); indexing its documents one by one", exc)
             for ev, batch in good:
                 try:
-                    await publish(await off_loop(indexer.index, [batch]))
+                    await publish(await off_loop(indexer.index, [batch]), [(ev, batch)])
                 except Exception as one:  # noqa: BLE001
-                    await send_dead_letter(dlq, ev, "embedding.index", one)
+                    await out.dead_letter(ev, "embedding.index", one)
 
     @app.agent(source, name="embed")
     async def embed(stream: faust.StreamT[Any]) -> None:

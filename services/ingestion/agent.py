@@ -11,7 +11,8 @@ from faust.types import EventT
 
 from services.ingestion.logic import Ingestor, Stale
 from services.ingestion.settings import IngestionSettings
-from shared.faust_app import consume_with_dlq, faust_topic, make_app, send_checked
+from shared.delivery import Deliveries
+from shared.faust_app import consume_with_dlq, faust_topic, make_app
 from shared.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
     )
     stats: Counter[str] = Counter()
 
+    def on_dead_letter(error_type: str) -> None:
+        stats[f"dlq.{error_type}"] += 1
+
+    out = Deliveries(dlq, "ingestion", max_bytes, on_dead_letter)
+
     async def handle(event: EventT[Any]) -> None:
         msg = event.message
         key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
@@ -81,19 +87,16 @@ def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
                 result.newest,
             )
             return
-        await send_checked(chunks, result.key.encode(), result.to_bytes(), max_bytes)
+        await out.send(event, chunks, result.key.encode(), result.to_bytes())
         newest[result.key] = result.version
         stats["batches"] += 1
         stats["chunks"] += len(result.chunks)
         for name, n in result.redactions.items():
             stats[f"redacted.{name}"] += n
 
-    def on_error(error_type: str) -> None:
-        stats[f"dlq.{error_type}"] += 1
-
     @app.agent(source, name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
-        await consume_with_dlq(stream, handle, dlq, "ingestion", on_error)
+        await consume_with_dlq(stream, handle, out, "ingestion")
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]  # faust leaves it untyped
     async def report() -> None:

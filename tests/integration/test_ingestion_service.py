@@ -193,3 +193,52 @@ def test_the_largest_accepted_document_is_never_lost(
     assert len(record.value) > 1024 * 1024 and len(batch.chunks) > 2000
     assert batch.doc_id == "punct" and batch.chunks[-1].char_end == len(event.content)
     assert consume(kafka_bootstrap, INGEST_DLQ.name(topic_prefix), idle_s=2) == []
+
+
+def set_topic_max_message_bytes(bootstrap: str, topic: str, value: int) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        resource = ConfigResource(
+            ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(value)}
+        )
+        admin.alter_configs([resource])
+    finally:
+        admin.close()
+
+
+def test_an_output_the_broker_refuses_dead_letters_its_input(
+    kafka_bootstrap: str, topic_prefix: str, start_service
+) -> None:
+    """The output topic's limit lowered under a running service (the broker's 1 MB default,
+    say): the producer accepts the 1 MB batch, the broker refuses it after the handler has
+    returned. Its input used to be committed and lost; now it is dead-lettered with the
+    broker's reason and its offset, and the valid events around it all come out."""
+    src, chunks = INGEST_DOCUMENTS.name(topic_prefix), DOCS_CHUNKS.name(topic_prefix)
+    start_service("ingestion")
+    first = DocumentEvent(tenant="p1", doc_id="first", version=1, content="Started. " * 20)
+    send_all(kafka_bootstrap, src, [(first.key.encode(), first.to_bytes())])
+    assert len(consume(kafka_bootstrap, chunks, until=1, timeout_s=120)) == 1  # it runs
+    set_topic_max_message_bytes(kafka_bootstrap, chunks, 1024 * 1024)
+
+    big = DocumentEvent(tenant="p1", doc_id="punct", version=1, content=".,;:!?" * 85000)
+    after = [
+        DocumentEvent(tenant="p1", doc_id=f"ok-{i}", version=1, content=f"Fine text {i}. " * 30)
+        for i in range(20)
+    ]
+    send_all(
+        kafka_bootstrap,
+        src,
+        [(e.key.encode(), e.to_bytes()) for e in [big, *after]],
+    )
+    out = consume(kafka_bootstrap, chunks, until=1 + len(after), timeout_s=120)
+    names = {ChunkBatch.from_bytes(r.value).doc_id for r in out}
+    assert names == {"first"} | {e.doc_id for e in after}, "every valid event came out"
+    (rec,) = consume(kafka_bootstrap, INGEST_DLQ.name(topic_prefix), until=1, timeout_s=60)
+    letter = DeadLetter.from_bytes(rec.value)
+    assert letter.stage == "ingestion.deliver"
+    assert letter.error_type == "MessageSizeTooLargeError"
+    assert DocumentEvent.model_validate_json(base64.b64decode(letter.value_b64)) == big
+    at = {(r.partition, r.offset): r.value for r in consume(kafka_bootstrap, src, idle_s=1)}
+    assert letter.topic == src and at[(letter.partition, letter.offset)] == big.to_bytes()

@@ -9,7 +9,7 @@ from services.ingestion.agent import LimitsTooSmall, check_limits
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
 from shared.events import DocumentEvent
-from shared.faust_app import OutputTooLarge, check_record_size
+from shared.delivery import OutputTooLarge, check_record_size
 from shared.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 MAX_EVENT = IngestionSettings().max_event_bytes

@@ -1,0 +1,249 @@
+"""An input counts as done only once everything produced from it is on the broker.
+
+Faust acknowledges an event when its handler returns, and ``topic.send`` only queues a record:
+a record the broker then refuses (over the topic's ``max.message.bytes``, say) used to fail
+after its input's offset was committed, and the input was lost without a trace. Here every
+output record holds its input events' acknowledgement (a reference on faust's message) until
+the broker confirms it. A record the broker can never accept dead-letters its inputs with the
+reason; one that fails for a passing reason is sent again. Written once, for every service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import errors as kerr
+from faust.types import EventT, TopicT
+
+from shared.events import DeadLetter
+from shared.kafka.dlq import dead_letter, dlq_headers
+
+log = logging.getLogger(__name__)
+
+# Room for the record's own framing and headers beside its key and value.
+RECORD_OVERHEAD_BYTES = 1024
+
+# Refusals about the record itself: sending it again can never succeed.
+PERMANENT: tuple[type[BaseException], ...] = (
+    kerr.MessageSizeTooLargeError,
+    kerr.RecordTooLargeError,
+    kerr.InvalidTopicError,
+    kerr.CorruptRecordException,
+)
+
+
+class OutputTooLarge(Exception):
+    """A record the broker could never accept: dead-lettering its input is the only way on."""
+
+    code = "OutputTooLarge"
+
+
+def check_record_size(key: bytes | None, value: bytes, max_bytes: int) -> None:
+    """Raise OutputTooLarge when a record is over ``max_bytes`` (KAFKA_MAX_MESSAGE_BYTES)."""
+    size = len(key or b"") + len(value) + RECORD_OVERHEAD_BYTES
+    if size > max_bytes:
+        raise OutputTooLarge(
+            f"the output record would be {size} bytes, over KAFKA_MAX_MESSAGE_BYTES={max_bytes}"
+        )
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a failed delivery can never succeed (its input must be dead-lettered)."""
+    return isinstance(exc, PERMANENT)
+
+
+def error_type(exc: BaseException) -> str:
+    """The error type a dead letter records: an exception's ``code`` or its class name."""
+    return str(getattr(exc, "code", None) or type(exc).__name__)
+
+
+@dataclass
+class Record:
+    """One output record and the input events it was made from."""
+
+    topic: TopicT
+    key: bytes | None
+    value: bytes
+    sources: tuple[EventT[Any], ...]
+    headers: list[tuple[str, bytes]] | None = None
+    # a dead letter: its failure cannot be dead-lettered again
+    letter: DeadLetter | None = None
+    attempts: int = 0
+
+
+@dataclass
+class Deliveries:
+    """Sends an agent's records and holds each input's acknowledgement until they are delivered.
+
+    ``stage`` names the service in dead letters; ``on_dead_letter`` is told each error type
+    (for counters); ``retry_max_s`` caps the wait between attempts of a record that failed for
+    a passing reason.
+    """
+
+    dlq: TopicT
+    stage: str
+    max_bytes: int
+    on_dead_letter: Callable[[str], None] | None = None
+    retry_max_s: float = 30.0
+    pending: int = 0
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _lettered: set[tuple[str, int, int]] = field(default_factory=set)
+
+    async def send(
+        self,
+        sources: EventT[Any] | Sequence[EventT[Any]],
+        topic: TopicT,
+        key: bytes | None,
+        value: bytes,
+    ) -> None:
+        """Send a record made from ``sources``; they are acknowledged once it is delivered.
+
+        A record over the limit raises OutputTooLarge here, inside the handler, so the
+        consumer loop dead-letters the input with that reason.
+        """
+        check_record_size(key, value, self.max_bytes)
+        events = tuple(sources) if isinstance(sources, list | tuple) else (sources,)
+        await self._send(Record(topic, key, value, events))
+
+    async def dead_letter(self, event: EventT[Any], stage: str, exc: BaseException) -> None:
+        """Dead-letter ``event`` with the reason; it is acknowledged once the letter is
+        delivered. An event is dead-lettered once, however many of its outputs fail."""
+        msg = event.message
+        where = (msg.topic, msg.partition, msg.offset)
+        if where in self._lettered:
+            return
+        self._lettered.add(where)
+        kind = error_type(exc)
+        letter = dead_letter(
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+            stage=stage,
+            error_type=kind,
+            error_message=str(exc) or repr(exc),
+        )
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s: %s",
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            kind,
+            letter.error_message[:200],
+        )
+        if self.on_dead_letter is not None:
+            self.on_dead_letter(kind)
+        await self._send(
+            Record(self.dlq, msg.key, letter.to_bytes(), (event,), dlq_headers(letter), letter)
+        )
+
+    async def _send(self, record: Record) -> None:
+        """Queue ``record``; each of its inputs holds one more reference until it is settled."""
+        for event in record.sources:
+            event.message.incref()
+        record.attempts += 1
+        try:
+            future = await record.topic.send(
+                key=record.key, value=record.value, headers=record.headers
+            )
+        except BaseException:
+            for event in record.sources:
+                event.message.decref()
+            raise
+        self.pending += 1
+        asyncio.ensure_future(future).add_done_callback(lambda f: self._done(record, f))
+
+    def _release(self, record: Record) -> None:
+        """Drop ``record``'s references; an input whose last one this was is acknowledged."""
+        for event in record.sources:
+            event.message.ack(event.app.consumer)
+
+    def _done(self, record: Record, future: asyncio.Future[Any]) -> None:
+        self.pending -= 1
+        if future.cancelled():
+            return  # shutting down: the inputs stay unacknowledged and are redone on restart
+        exc = future.exception()
+        if exc is None:
+            if record.letter is not None:
+                letter = record.letter
+                self._lettered.discard((letter.topic, letter.partition, letter.offset))
+            self._release(record)
+            return
+        task = asyncio.ensure_future(self._failed(record, exc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _failed(self, record: Record, exc: BaseException) -> None:
+        """Keep ``record``'s hold on its inputs until another record holds them (the same
+        record sent again, or their dead letters), then let it go."""
+        while True:
+            try:
+                if not await self._recover(record, exc):
+                    return  # keep the hold: stalling is better than losing the input
+                break
+            except asyncio.CancelledError:
+                return
+            except Exception as again:  # noqa: BLE001 - the recovery failed too: next step
+                exc = again
+        self._release(record)
+
+    async def _recover(self, record: Record, exc: BaseException) -> bool:
+        """Send again, or dead-letter; False when nothing more can be done."""
+        if not is_permanent(exc):
+            wait = min(self.retry_max_s, 0.5 * 2 ** min(record.attempts, 10))
+            log.warning(
+                "delivery to %s failed (%s: %s); sending again in %.1f s",
+                record.topic.get_topic_name(),
+                error_type(exc),
+                exc,
+                wait,
+            )
+            await asyncio.sleep(wait)
+            await self._send(record)
+            return True
+        letter = record.letter
+        if letter is None:
+            for event in record.sources:
+                await self.dead_letter(event, f"{self.stage}.deliver", exc)
+            return True
+        if letter.value_b64:
+            # the letter is too large with the input inside: where the input is will do
+            smaller = letter.model_copy(
+                update={
+                    "value_b64": "",
+                    "error_message": f"{letter.error_message} (the input is left out of this "
+                    f"letter: {error_type(exc)}; read it at its offset)",
+                }
+            )
+            await self._send(
+                Record(
+                    self.dlq,
+                    record.key,
+                    smaller.to_bytes(),
+                    record.sources,
+                    dlq_headers(smaller),
+                    smaller,
+                )
+            )
+            return True
+        log.error(
+            "could not dead-letter %s[%d]@%d (%s): it stays unacknowledged",
+            letter.topic,
+            letter.partition,
+            letter.offset,
+            exc,
+        )
+        return False
+
+    async def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until every queued record is settled (delivered or given up); for tests and
+        a clean shutdown."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (self.pending or self._tasks) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
