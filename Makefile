@@ -83,7 +83,7 @@ test: install test-tools ## Run every test: unit, then integration and e2e on a 
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed broker and services
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/chaos
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m chaos tests
 
 test-unit: install ## Run only the unit tests (no broker)
 	$(BIN)/python -m pytest -q tests/unit

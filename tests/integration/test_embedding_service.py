@@ -131,6 +131,7 @@ def test_service_indexes_updates_deletes_and_replays_exactly(
         store.close()
 
 
+@pytest.mark.chaos
 def test_sigkill_mid_stream_leaves_an_exact_index(
     kafka_bootstrap: str, topic_prefix: str, start_service, service_env
 ) -> None:

@@ -518,6 +518,7 @@ def traces_of(world: dict[str, Any], topic: str, ids: set[str]) -> dict[str, Inf
     return found
 
 
+@pytest.mark.chaos
 def test_more_streams_than_the_queue_holds_are_refused_at_once(world: dict[str, Any]) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

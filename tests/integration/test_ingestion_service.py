@@ -132,6 +132,7 @@ def test_upserts_deletes_stale_and_malformed(
     assert "limit is 20000" in by_type["TooLarge"][1].error_message
 
 
+@pytest.mark.chaos
 def test_sigkill_mid_stream_loses_nothing(
     kafka_bootstrap: str, topic_prefix: str, start_service
 ) -> None:
