@@ -21,6 +21,7 @@ COPY shared shared
 COPY services services
 COPY infra infra
 COPY prompts prompts
-RUN pip install --no-cache-dir --no-deps .
+RUN pip install --no-cache-dir --no-deps . && LLMOPS_CACHE_DIR=/models llmops models fetch
+ENV LLMOPS_CACHE_DIR=/models
 VOLUME /data
 ENTRYPOINT ["llmops"]

@@ -75,6 +75,7 @@ test-tools:
 
 install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project, Kafka jars)
 	@$(BIN)/python -c "from shared.kafka.broker import broker_classpath; from shared.settings import PlatformSettings as P; broker_classpath(P().cache_dir)"
+	@$(BIN)/llmops models fetch >/dev/null
 
 run: install ## Start the broker and every service (llmops dev), index the sample corpus, serve the API
 	$(BIN)/llmops dev README.md docs

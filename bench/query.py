@@ -36,9 +36,9 @@ from bench.ingest import make_docs  # noqa: E402
 from services.embedding.indexer import Indexer  # noqa: E402
 from services.inference.auth import new_key  # noqa: E402
 from services.inference.client import connect, stream_query  # noqa: E402
-from services.inference.llm import Sampling, make_llm  # noqa: E402
+from services.inference.llm import Prompted, Sampling, make_llm  # noqa: E402
 from services.inference.logic import dedupe, pack  # noqa: E402
-from services.inference.prompts import load_prompts  # noqa: E402
+from services.inference.prompts import choose, load_prompts, parse_split  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
@@ -121,19 +121,21 @@ def main() -> None:
 
     # The API in its own process, as deployed: `llmops run inference embedding` on the store.
     question = QUESTIONS[0]
-    prompt = load_prompts(s.prompts_dir)["rag"]["v1"]
+    # the prompt the service picks for this model's mode, packed within the same budget
+    prompts = load_prompts(s.prompts_dir)
+    prompt = choose(prompts, None, s.prompt, parse_split(s.prompt_split), "bench", llm.mode)
     hits = dedupe(retrieve(store, question, "acme", [], s.top_k * 2, None, s.score_threshold))
-    budget = (
+    room = (
         llm.context_window - s.max_new_tokens - llm.count_tokens(prompt.render("", question)) - 16
     )
-    context, _ = pack(hits, budget, llm.count_tokens)
-    text = prompt.render(context, question)
+    context, _ = pack(hits, min(room, s.context_tokens or room), llm.count_tokens)
+    text = Prompted(prompt.render(context, question), prompt.mode, prompt.stop)
     sampling = Sampling.from_settings(s)
 
     def raw_gen() -> tuple[float, float, int]:
         # Another prompt first: llama.cpp reuses a cached prompt prefix, so each round
         # starts as cold as the service's.
-        list(llm.stream("Say hello.", sampling, threading.Event()))
+        list(llm.stream(Prompted("Say hello.", llm.mode), sampling, threading.Event()))
         t0 = time.perf_counter()
         stamps = [time.perf_counter() for _ in llm.stream(text, sampling, threading.Event())]
         return stamps[0] - t0, (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
@@ -196,7 +198,7 @@ def main() -> None:
             c.post("/v1/query", json={"question": "Say hello.", "top_k": 1}).raise_for_status()
             t0 = time.perf_counter()
             sse: list[float] = []
-            for event in stream_query(c, question, prompt="rag/v1"):
+            for event in stream_query(c, question, prompt=prompt.ref):
                 if event.name == "token":
                     sse.append(time.perf_counter())
                 elif event.name == "done":

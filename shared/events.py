@@ -224,6 +224,9 @@ class InferenceTrace(Event):
     retrieved: list[RetrievedChunk] = Field(default_factory=list)
     prompt_name: str = ""
     prompt_version: str = ""
+    llm_mode: str = Field(
+        default="", description="chat or completion: how the model was driven ('' before)."
+    )
     model: str = ""
     answer: str = ""
     prompt_tokens: int = 0

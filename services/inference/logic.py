@@ -8,16 +8,36 @@ from services.inference.schemas import Citation
 from shared.retrieval import Hit
 
 
-def dedupe(hits: Sequence[Hit], per_doc: int = 2) -> list[Hit]:
-    """Best first; the same chunk once; at most ``per_doc`` chunks of one document, and a
-    document's chunks in reading order next to each other."""
+def shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    """The word ``n``-grams of ``text`` (lower case): what near-duplicate checks compare."""
+    words = text.lower().split()
+    return {tuple(words[i : i + n]) for i in range(max(len(words) - n + 1, 1))}
+
+
+def near_duplicate(a: set[tuple[str, ...]], b: set[tuple[str, ...]], threshold: float) -> bool:
+    """Jaccard similarity of two shingle sets at or over ``threshold``."""
+    if not a or not b:
+        return False
+    return len(a & b) / len(a | b) >= threshold
+
+
+def dedupe(hits: Sequence[Hit], per_doc: int = 2, near: float = 0.8) -> list[Hit]:
+    """Best first; the same chunk once, and a chunk that repeats a better one (the same text
+    in two documents, or two versions of a page: ``near`` or more of its word 3-grams
+    shared) not at all; at most ``per_doc`` chunks of one document, and a document's chunks
+    in reading order next to each other."""
     seen: set[str] = set()
+    kept: list[set[tuple[str, ...]]] = []
     by_doc: dict[str, list[Hit]] = {}
     order: list[str] = []
     for h in sorted(hits, key=lambda h: -h.score):
         if h.chunk_id in seen:
             continue
         seen.add(h.chunk_id)
+        grams = shingles(h.text)
+        if any(near_duplicate(grams, k, near) for k in kept):
+            continue
+        kept.append(grams)
         if h.doc_id not in by_doc:
             by_doc[h.doc_id] = []
             order.append(h.doc_id)
@@ -34,7 +54,7 @@ def pack(
     used: list[Hit] = []
     spent = 0
     for h in hits:
-        block = f"[{len(used) + 1}] {h.title}\n{h.text.strip()}\n"
+        block = f"[{len(used) + 1}] {h.title}\n{h.text.strip()}"
         cost = count(block)
         if spent + cost > budget_tokens:
             continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -79,6 +79,9 @@ class PromptRef(BaseModel):
 
     name: str
     version: str
+    mode: Literal["chat", "completion"] = Field(
+        description="How the model was driven: chat (its chat template) or completion."
+    )
 
 
 class Usage(BaseModel):

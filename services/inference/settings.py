@@ -33,19 +33,42 @@ class InferenceSettings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024, ge=256, description="Largest request body.")
     top_k: int = Field(default=5, ge=1, le=50, description="Chunks retrieved by default.")
     max_top_k: int = Field(default=20, ge=1, le=100, description="Most chunks a caller may ask.")
-    score_threshold: float = Field(default=0.2, description="Chunks scoring lower are ignored.")
+    score_threshold: float = Field(
+        default=0.3,
+        description="Chunks scoring lower are ignored (bench/answers.py: every unanswerable "
+        "question of its set scores under 0.28, all but two answerable ones over 0.3).",
+    )
+    context_tokens: int = Field(
+        default=256,
+        ge=0,
+        description="Most tokens of passages in a prompt (they are evaluated before the first "
+        "answer token); 0: as many as the context window holds.",
+    )
     prompts_dir: Path = Field(default=PROMPTS_DIR, description="Folder of prompt templates.")
     prompt: str = Field(default="rag", description="Default prompt template name.")
     prompt_split: str = Field(
-        default="v1=1",
-        description="A/B split of the default prompt's versions by weight, e.g. 'v1=0.5,v2=0.5'.",
+        default="",
+        description="A/B split of the default prompt's versions by weight, e.g. "
+        "'v1=0.5,v2=0.5'; empty: its newest version for the model's mode.",
     )
     llm_backend: str = Field(default="llama_cpp", description="llama_cpp or openai.")
+    llm_model: str = Field(
+        default="gemma3-270m",
+        description="Packaged model for llama_cpp: gemma3-270m (base) or smollm2-135m "
+        "(instruction-tuned); `llmops models list` says more.",
+    )
     llm_model_path: Path | None = Field(
-        default=None, description="GGUF file for llama_cpp; default: the packaged Gemma 3 270M."
+        default=None, description="A GGUF file for llama_cpp instead of a packaged model."
+    )
+    llm_mode: str = Field(
+        default="auto",
+        description="How the model is driven: auto (chat if it has a chat template, else "
+        "completion), chat or completion. Prompt versions are written for one mode.",
     )
     llm_chat_format: str = Field(
-        default="gemma", description="llama.cpp chat template of the GGUF model (e.g. gemma)."
+        default="",
+        description="A llama.cpp chat format (e.g. gemma) for a GGUF without a chat template; "
+        "empty: the template in the file's metadata.",
     )
     llm_threads: int = Field(default=2, ge=1, description="CPU threads for llama_cpp.")
     llm_context: int = Field(default=2048, ge=256, description="Context window in tokens.")

@@ -16,7 +16,7 @@ from schemathesis import checks
 from services.embedding.indexer import Indexer
 from services.inference.app import build_runtime, create_app
 from services.inference.auth import new_key
-from services.inference.llm import LlamaCppLLM, packaged_gguf
+from services.inference.llm import make_llm
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
 from services.ingestion.logic import Ingestor
@@ -67,7 +67,7 @@ def api(
         max_new_tokens=4,
         platform=PlatformSettings(data_dir=tmp),
     )
-    llm = LlamaCppLLM(packaged_gguf(s.platform), s.llm_context, s.llm_threads)
+    llm = make_llm(s)
     publisher = TracePublisher(kafka_bootstrap, INFERENCE_COMPLETED.name("fuzz."))
     yield create_app(build_runtime(s, store, llm, publisher)), key
     store.close()

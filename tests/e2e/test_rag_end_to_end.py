@@ -54,6 +54,7 @@ def test_published_documents_become_answerable_and_deletes_disappear(
         INFERENCE_PORT=str(port),
         INFERENCE_API_KEYS=json.dumps([record.model_dump()]),
         INFERENCE_MAX_NEW_TOKENS="32",
+        INFERENCE_TEMPERATURE="0",
     )
     docs = [
         DocumentEvent(
@@ -88,7 +89,19 @@ def test_published_documents_become_answerable_and_deletes_disappear(
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["citations"][0]["doc_id"] == "kb/backup.md" and body["answer"]
+    assert body["citations"][0]["doc_id"] == "kb/backup.md"
+    # the default model, driven the way it was trained (a base model: completion), answers
+    assert "35 days" in body["answer"], body
+    assert body["prompt"]["mode"] == "completion" and body["model"] == "gemma3-270m"
+    # and refuses what the documents do not say
+    r = httpx.post(
+        f"{url}/v1/query",
+        json={"question": "Who is the chief executive of the company?"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    assert "i do not know" in r.json()["answer"].lower(), r.json()
 
     # the terminal client streams the answer, then lists its sources
     import subprocess

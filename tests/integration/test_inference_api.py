@@ -24,7 +24,7 @@ from services.embedding.indexer import Indexer
 from services.inference.app import build_runtime, create_app
 from services.inference.auth import new_key
 from services.inference.client import parse_sse
-from services.inference.llm import LlamaCppLLM, OpenAICompatLLM, packaged_gguf
+from services.inference.llm import OpenAICompatLLM, make_llm
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
 from services.ingestion.logic import Ingestor
@@ -101,7 +101,7 @@ def world(
         rate_limit_per_min=100_000,
         platform=PlatformSettings(data_dir=tmp),
     )
-    llm = LlamaCppLLM(packaged_gguf(s.platform), s.llm_context, s.llm_threads)
+    llm = make_llm(s)
     publisher = TracePublisher(kafka_bootstrap, INFERENCE_COMPLETED.name(prefix))
     app = create_app(build_runtime(s, store, llm, publisher))
     with TestClient(app) as client:
@@ -170,6 +170,9 @@ def test_size_limits_and_malformed_bodies(world: dict[str, Any]) -> None:
         assert c.post("/v1/retrieve", json=bad, headers=h).status_code == 422, bad
     r = c.post("/v1/query", json={"question": "q", "prompt": "rag/v9"}, headers=h)
     assert r.status_code == 422 and "no version" in r.json()["detail"]
+    # a version written for the other mode is refused, with the versions that fit
+    r = c.post("/v1/query", json={"question": "q", "prompt": "rag/v1"}, headers=h)
+    assert r.status_code == 422 and "written for chat models" in r.json()["detail"]
 
 
 filter_values = st.one_of(
@@ -231,14 +234,14 @@ def test_query_answers_with_citations_and_publishes_a_full_trace(world: dict[str
     c = world["client"]
     r = c.post(
         "/v1/query",
-        json={"question": "How do I connect to the VPN? I am bob@example.com", "prompt": "rag/v2"},
+        json={"question": "How do I connect to the VPN? I am bob@example.com", "prompt": "rag/v3"},
         headers=auth(world["keys"]["a"]),
     )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["answer"] and body["citations"][0]["doc_id"] == "vpn"
-    assert body["prompt"] == {"name": "rag", "version": "v2"}
-    assert body["model"] == "gemma-3-270m-q4_k_m"
+    assert body["prompt"] == {"name": "rag", "version": "v3", "mode": "completion"}
+    assert body["model"] == "gemma3-270m"
     assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
     assert {"embed", "retrieve", "generate", "total"} <= set(body["timings_ms"])
     traces = [
@@ -248,8 +251,12 @@ def test_query_answers_with_citations_and_publishes_a_full_trace(world: dict[str
     (t,) = [t for t in traces if t.trace_id == body["trace_id"]]
     assert t.tenant == "acme" and t.api_key_id == "a" and t.status == "ok" and t.error is None
     assert "[EMAIL]" in t.question and "bob@" not in t.question
-    assert t.retrieved and t.retrieved[0].doc_id == "vpn" and t.answer == body["answer"]
-    assert (t.prompt_name, t.prompt_version, t.model) == ("rag", "v2", body["model"])
+    assert t.retrieved and t.retrieved[0].doc_id == "vpn"
+    # the trace keeps the answer, redacted (the model may repeat the caller's address)
+    assert t.answer and "bob@" not in t.answer
+    assert t.answer == body["answer"].replace("bob@example.com", "[EMAIL]")
+    assert (t.prompt_name, t.prompt_version, t.model) == ("rag", "v3", body["model"])
+    assert t.llm_mode == "completion", "the trace records how the model was driven"
     assert t.prompt_tokens > 0 and t.completion_tokens > 0
     assert {"embed", "retrieve", "generate", "total"} <= set(t.timings_ms)
 
@@ -430,6 +437,7 @@ class ScriptedLLM:
     keeps of an answer and how generation behaves under load and disconnects."""
 
     name = "scripted"
+    mode = "completion"
     context_window = 2048
     concurrency = 1
 
@@ -444,7 +452,7 @@ class ScriptedLLM:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def stream(self, prompt: str, sampling: object, stop: threading.Event) -> Iterator[str]:
+    def stream(self, prompt: object, sampling: object, stop: threading.Event) -> Iterator[str]:
         self.calls.append(0)
         for word in re.findall(r"\S+\s*", self.answer):
             if stop.is_set():

@@ -16,7 +16,8 @@ from services.embedding.indexer import Indexer
 from services.inference.app import build_runtime, create_app
 from services.inference.auth import new_key
 from services.inference.client import parse_sse
-from services.inference.llm import OpenAICompatLLM, packaged_gguf
+from services.inference.llm import OpenAICompatLLM
+from services.inference.models import GEMMA3_270M
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
 from services.ingestion.logic import Ingestor
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    gguf = packaged_gguf(PlatformSettings())
+    gguf = GEMMA3_270M.locate(PlatformSettings().cache_dir)
     log = (tmp_path_factory.mktemp("oai") / "server.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -91,9 +92,11 @@ def test_queries_through_an_openai_compatible_server(
             llm_backend="openai",
             openai_base_url=openai_server,
             openai_model="gemma-270m",
+            llm_mode="completion",
             max_new_tokens=32,
         )
-        llm = OpenAICompatLLM(openai_server, "none", "gemma-270m", 60, 2048)
+        # the packaged Gemma is a base model: served, it is driven through /v1/completions
+        llm = OpenAICompatLLM(openai_server, "none", "gemma-270m", 60, 2048, mode="completion")
         app = create_app(build_runtime(s, store, llm, TracePublisher(kafka_bootstrap, "t")))
         with TestClient(app) as c:
             r = c.post(
@@ -104,6 +107,7 @@ def test_queries_through_an_openai_compatible_server(
             assert r.status_code == 200, r.text
             body = r.json()
             assert body["answer"] and body["model"] == "gemma-270m"
+            assert body["prompt"]["version"] == "v3", "the completion prompt was used"
             assert body["citations"][0]["doc_id"] == "office"
             with c.stream(
                 "POST",

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 
 from services.inference.auth import RateLimiter, hash_key, load_keys, new_key
-from services.inference.logic import citations, dedupe, pack
+from services.inference.logic import citations, dedupe, near_duplicate, pack, shingles
 from services.inference.prompts import PromptNotFound, assign, choose, load_prompts, parse_split
 from services.inference.settings import PROMPTS_DIR
 from shared.retrieval import Hit
 
 
-def hit(doc: str, idx: int, score: float, text: str = "some text") -> Hit:
+def hit(doc: str, idx: int, score: float, text: str | None = None) -> Hit:
     return Hit(
         chunk_id=f"{doc}-{idx}",
         doc_id=doc,
         title=doc.upper(),
-        text=text,
+        text=text if text is not None else f"chunk {idx} of document {doc} says its own thing",
         score=score,
         chunk_index=idx,
         version=1,
@@ -44,6 +44,21 @@ def test_rate_limiter_allows_a_burst_then_says_when() -> None:
     assert 19 < wait <= 20
     assert rl.take("other", now=0.0) == 0.0, "limits are per key"
     assert rl.take("k", now=21.0) == 0.0, "tokens come back with time"
+
+
+def test_near_duplicate_chunks_are_packed_once() -> None:
+    page = "Nightly backups of the billing database are kept for 35 days in the Frankfurt bucket."
+    hits = [
+        hit("kb/backup.md", 0, 0.9, page),
+        hit("kb/backup-copy.md", 0, 0.85, page.replace("Nightly", "nightly") + " "),
+        hit("kb/backup-old.md", 0, 0.8, page.replace("35 days", "30 days")),
+        hit("kb/other.md", 0, 0.7, "The office in Porto opens at 8 and closes at 18."),
+    ]
+    out = [h.doc_id for h in dedupe(hits)]
+    # the copy repeats the best chunk word for word; the old version differs in its fact
+    assert out == ["kb/backup.md", "kb/backup-old.md", "kb/other.md"]
+    assert near_duplicate(shingles(page), shingles(page.upper()), 0.8)
+    assert not near_duplicate(shingles("a b c d"), set(), 0.8)
 
 
 def test_prompts_are_versioned_files_and_choice_is_explicit_or_split() -> None:

@@ -8,8 +8,8 @@ import pytest
 from services.ingestion.agent import LimitsTooSmall, check_limits
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.events import DocumentEvent
 from shared.delivery import OutputTooLarge, check_record_size
+from shared.events import DocumentEvent
 from shared.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 MAX_EVENT = IngestionSettings().max_event_bytes
