@@ -17,6 +17,9 @@ from shared.kafka.reader import end_offsets, wait_for_events
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED
 from shared.upstream import events_from_paths, publish_documents
 
+ASK_EXAMPLE = "What happens to a document version older than the newest one already seen?"
+CURL_EXAMPLE = "Which headers of a record on ingest.dlq carry the reason it failed?"
+
 
 def _load_corpus(
     bootstrap: str, prefix: str, corpus: list[Path], tenant: str, url: str, key: str
@@ -64,11 +67,12 @@ def _load_corpus(
         "the broker (`llmops kafka stop`)",
         bold=True,
     )
-    click.echo('    llmops ask "How does ingestion handle a stale version?"')
+    # examples the default model answers right, with the right citation (bench/answers.py)
+    click.echo(f'    llmops ask "{ASK_EXAMPLE}"')
     click.echo(
         f"    curl -N {url}/v1/query -H 'Authorization: Bearer {key}' "
         "-H 'Content-Type: application/json' "
-        """-d '{"question": "How are deletes handled?", "stream": true}'"""
+        f"""-d '{{"question": "{CURL_EXAMPLE}", "stream": true}}'"""
     )
 
 
