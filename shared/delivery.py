@@ -239,11 +239,3 @@ class Deliveries:
             exc,
         )
         return False
-
-    async def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until every queued record is settled (delivered or given up); for tests and
-        a clean shutdown."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while (self.pending or self._tasks) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
