@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -61,6 +63,16 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in a fresh event loop (pytest sees the test's own parameters)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
 @pytest.fixture
 def parts() -> tuple[Consumer, Topic, Topic, list[str], Deliveries]:
     consumer, out, dlq, errors = Consumer(), Topic("out"), Topic("dlq"), []
@@ -68,11 +80,8 @@ def parts() -> tuple[Consumer, Topic, Topic, list[str], Deliveries]:
     return consumer, out, dlq, errors, deliveries
 
 
-def test_an_input_is_acknowledged_only_when_its_outputs_are_delivered(parts: Any) -> None:
-    asyncio.run(_an_input_is_acknowledged_only_when_its_outputs_are_delivered(parts))
-
-
-async def _an_input_is_acknowledged_only_when_its_outputs_are_delivered(parts: Any) -> None:
+@in_loop
+async def test_an_input_is_acknowledged_only_when_its_outputs_are_delivered(parts: Any) -> None:
     consumer, out, _, _, deliveries = parts
     ev = event(consumer, 7)
     await deliveries.send(ev, out, b"a", b"1")
@@ -87,11 +96,8 @@ async def _an_input_is_acknowledged_only_when_its_outputs_are_delivered(parts: A
     assert consumer.acked == [7] and deliveries.pending == 0
 
 
-def test_an_output_the_broker_refuses_dead_letters_its_input(parts: Any) -> None:
-    asyncio.run(_an_output_the_broker_refuses_dead_letters_its_input(parts))
-
-
-async def _an_output_the_broker_refuses_dead_letters_its_input(parts: Any) -> None:
+@in_loop
+async def test_an_output_the_broker_refuses_dead_letters_its_input(parts: Any) -> None:
     consumer, out, dlq, errors, deliveries = parts
     ev = event(consumer, 3, b"the input")
     await deliveries.send(ev, out, b"a", b"1")
@@ -111,11 +117,8 @@ async def _an_output_the_broker_refuses_dead_letters_its_input(parts: Any) -> No
     assert consumer.acked == [3]
 
 
-def test_a_passing_failure_is_sent_again_and_never_dead_lettered(parts: Any) -> None:
-    asyncio.run(_a_passing_failure_is_sent_again_and_never_dead_lettered(parts))
-
-
-async def _a_passing_failure_is_sent_again_and_never_dead_lettered(parts: Any) -> None:
+@in_loop
+async def test_a_passing_failure_is_sent_again_and_never_dead_lettered(parts: Any) -> None:
     consumer, out, dlq, _, deliveries = parts
     ev = event(consumer, 5)
     await deliveries.send(ev, out, b"a", b"1")
@@ -131,11 +134,8 @@ async def _a_passing_failure_is_sent_again_and_never_dead_lettered(parts: Any) -
     assert consumer.acked == [5] and dlq.sent == []
 
 
-def test_a_letter_too_large_is_sent_without_the_input(parts: Any) -> None:
-    asyncio.run(_a_letter_too_large_is_sent_without_the_input(parts))
-
-
-async def _a_letter_too_large_is_sent_without_the_input(parts: Any) -> None:
+@in_loop
+async def test_a_letter_too_large_is_sent_without_the_input(parts: Any) -> None:
     consumer, out, dlq, _, deliveries = parts
     ev = event(consumer, 9, b"x" * 1000)
     await deliveries.send(ev, out, b"a", b"1")
@@ -153,11 +153,8 @@ async def _a_letter_too_large_is_sent_without_the_input(parts: Any) -> None:
     assert consumer.acked == [9]
 
 
-def test_an_input_whose_outputs_are_cancelled_stays_unacknowledged(parts: Any) -> None:
-    asyncio.run(_an_input_whose_outputs_are_cancelled_stays_unacknowledged(parts))
-
-
-async def _an_input_whose_outputs_are_cancelled_stays_unacknowledged(parts: Any) -> None:
+@in_loop
+async def test_an_input_whose_outputs_are_cancelled_stays_unacknowledged(parts: Any) -> None:
     consumer, out, dlq, _, deliveries = parts
     ev = event(consumer, 4)
     await deliveries.send(ev, out, b"a", b"1")
@@ -167,11 +164,8 @@ async def _an_input_whose_outputs_are_cancelled_stays_unacknowledged(parts: Any)
     assert consumer.acked == [] and dlq.sent == [] and deliveries.pending == 0
 
 
-def test_one_output_of_several_inputs_holds_each_of_them(parts: Any) -> None:
-    asyncio.run(_one_output_of_several_inputs_holds_each_of_them(parts))
-
-
-async def _one_output_of_several_inputs_holds_each_of_them(parts: Any) -> None:
+@in_loop
+async def test_one_output_of_several_inputs_holds_each_of_them(parts: Any) -> None:
     consumer, out, _, _, deliveries = parts
     a, b = event(consumer, 1), event(consumer, 2)
     await deliveries.send([a, b], out, b"doc", b"indexed")
