@@ -8,12 +8,20 @@ import click
 
 from services import dev, host
 from services.embedding.commands import commands as embedding_commands
+from services.feedback.commands import commands as feedback_commands
 from services.inference.commands import commands as inference_commands
+from services.inference.local import answerer
 from services.ingestion.commands import commands as ingestion_commands
-from shared.cli import platform
+from shared.cli import PROVIDERS, platform
 from shared.logs import hold_back_repeats
 
-GROUPS = (platform, ingestion_commands, embedding_commands, inference_commands)
+GROUPS = (
+    platform,
+    ingestion_commands,
+    embedding_commands,
+    inference_commands,
+    feedback_commands,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +41,8 @@ def main(verbose: bool) -> None:
 
 
 def _assemble() -> None:
+    # offline evaluation (feedback) answers cases with inference's code, without importing it
+    PROVIDERS["answer_in_process"] = answerer
     for command in (host.run_command, dev.dev_command):
         main.add_command(command)
     for group in GROUPS:

@@ -113,6 +113,14 @@ def _inference(p: Process) -> uvicorn.Server:
     return build_server(s, p.store, make_llm(s), p.bootstrap, loglevel=p.loglevel)
 
 
+def _feedback(p: Process) -> faust.App:
+    from services.feedback.agent import build_app
+    from services.feedback.settings import feedback_settings
+
+    s = p.settings(feedback_settings)
+    return build_app(s, p.bootstrap, embedder=p.embedder(s.model))
+
+
 SERVICES: dict[str, Service] = {
     s.name: s
     for s in (
@@ -133,6 +141,11 @@ SERVICES: dict[str, Service] = {
             _inference,
             store="reads",
             http=True,
+        ),
+        Service(
+            "feedback",
+            "join feedback with traces, score every answer, build eval cases (faust)",
+            _feedback,
         ),
     )
 }

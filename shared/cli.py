@@ -3,6 +3,7 @@ command) and the platform's own commands (the local broker, topics, schemas)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import cached_property
@@ -12,6 +13,8 @@ from typing import Any, TypeVar
 import click
 
 from shared.settings import (
+    DEFAULT_API_HOST,
+    DEFAULT_API_PORT,
     KafkaSettings,
     PlatformSettings,
     QdrantSettings,
@@ -77,6 +80,33 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
+
+# The key `make run` writes for the CLI's own calls to the API, under LLMOPS_DATA_DIR.
+DEV_KEY_FILE = "dev_api_key"
+
+# What one command of a service may use of another without importing it, registered by the
+# CLI that assembles them (`services/cli.py`): name -> factory.
+PROVIDERS: dict[str, Callable[..., Any]] = {}
+
+
+def api_url(given: str | None) -> str:
+    """The inference API: ``given``, else LLMOPS_API_URL, else INFERENCE_HOST/PORT."""
+    if given:
+        return given.rstrip("/")
+    if os.environ.get("LLMOPS_API_URL"):
+        return os.environ["LLMOPS_API_URL"].rstrip("/")
+    host = os.environ.get("INFERENCE_HOST", DEFAULT_API_HOST)
+    return f"http://{host}:{os.environ.get('INFERENCE_PORT', DEFAULT_API_PORT)}"
+
+
+def api_key(ctx: Context, given: str | None) -> str:
+    """The API key to call with: ``given`` (LLMOPS_API_KEY), else the dev key `make run`
+    wrote; a usage error that says so when there is none."""
+    key_file = ctx.platform.data_dir / DEV_KEY_FILE
+    key = given or (key_file.read_text().strip() if key_file.exists() else None)
+    if not key:
+        raise click.UsageError("no API key: set LLMOPS_API_KEY or run `make run` first")
+    return key
 
 
 @click.group()

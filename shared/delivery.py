@@ -67,12 +67,13 @@ class Record:
 
     topic: TopicT
     key: bytes | None
-    value: bytes
+    value: bytes | None
     sources: tuple[EventT[Any], ...]
     headers: list[tuple[str, bytes]] | None = None
     # a dead letter: its failure cannot be dead-lettered again
     letter: DeadLetter | None = None
     attempts: int = 0
+    partition: int | None = None  # None: the key's partition
 
 
 @dataclass
@@ -98,16 +99,27 @@ class Deliveries:
         sources: EventT[Any] | Sequence[EventT[Any]],
         topic: TopicT,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
+        partition: int | None = None,
     ) -> None:
         """Send a record made from ``sources``; they are acknowledged once it is delivered.
+        A ``value`` of None is a tombstone (it deletes the key from a compacted topic);
+        ``partition`` overrides the key's (a table's changelog follows its input's).
 
         A record over the limit raises OutputTooLarge here, inside the handler, so the
         consumer loop dead-letters the input with that reason.
         """
-        check_record_size(key, value, self.max_bytes)
+        check_record_size(key, value or b"", self.max_bytes)
         events = tuple(sources) if isinstance(sources, list | tuple) else (sources,)
-        await self._send(Record(topic, key, value, events))
+        await self._send(Record(topic, key, value, events, partition=partition))
+
+    async def forward(self, letter: DeadLetter, sources: Sequence[EventT[Any]]) -> None:
+        """Send a dead letter made earlier (for a record no longer in hand, say one a service
+        kept waiting); ``sources`` are acknowledged once it is delivered."""
+        key = None if letter.key is None else letter.key.encode()
+        await self._send(
+            Record(self.dlq, key, letter.to_bytes(), tuple(sources), dlq_headers(letter), letter)
+        )
 
     async def dead_letter(self, event: EventT[Any], stage: str, exc: BaseException) -> None:
         """Dead-letter ``event`` with the reason; it is acknowledged once the letter is
@@ -149,7 +161,10 @@ class Deliveries:
         record.attempts += 1
         try:
             future = await record.topic.send(
-                key=record.key, value=record.value, headers=record.headers
+                key=record.key,
+                value=record.value,
+                headers=record.headers,
+                partition=record.partition,
             )
         except BaseException:
             for event in record.sources:

@@ -10,14 +10,16 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Identifiers end up in Kafka keys, Qdrant payload filters and file names: keep them boring.
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DOC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,254}$"
 GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+TRACE_ID_PATTERN = r"^[A-Za-z0-9_-]{8,128}$"
+FEEDBACK_NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 _GROUP_RE = re.compile(GROUP_PATTERN)
 
 
@@ -41,6 +43,8 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     SCHEMA_VERSION: ClassVar[int] = 1
+    # Older versions a consumer still reads (their new fields take defaults).
+    ALSO_READS: ClassVar[frozenset[int]] = frozenset()
 
     schema_version: int = Field(default=1, description="Version of this event's schema.")
     event_id: str = Field(default_factory=new_event_id, description="Unique id of this event.")
@@ -51,7 +55,7 @@ class Event(BaseModel):
     @field_validator("schema_version")
     @classmethod
     def _known_version(cls, v: int) -> int:
-        if v != cls.SCHEMA_VERSION:
+        if v != cls.SCHEMA_VERSION and v not in cls.ALSO_READS:
             raise ValueError(f"unsupported schema_version {v}, expected {cls.SCHEMA_VERSION}")
         return v
 
@@ -215,8 +219,16 @@ class RetrievedChunk(BaseModel):
 
 
 class InferenceTrace(Event):
-    """Everything about one answered (or failed) request. Topic ``inference.completed``."""
+    """Everything about one answered (or failed) request. Topic ``inference.completed``.
 
+    Version 2 added ``context`` (what the model was given) and ``groups``; version 1 traces
+    still read, with both empty.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+    ALSO_READS: ClassVar[frozenset[int]] = frozenset({1})
+
+    schema_version: int = Field(default=2, description="Version of this event's schema.")
     trace_id: str = Field(description="Id returned to the caller; the Kafka key.")
     tenant: Tenant
     api_key_id: str = Field(description="Which key asked (its id, never the key).")
@@ -240,6 +252,201 @@ class InferenceTrace(Event):
     )
     error: str | None = None
     endpoint: str = Field(default="query", description="query or retrieve.")
+    context: list[str] = Field(
+        default_factory=list,
+        description="The passages the model was given, in order: context[i] is what the answer "
+        "cites as [i+1] and is retrieved[i]. Redacted at ingestion. Empty for retrieve.",
+    )
+    groups: list[str] = Field(
+        default_factory=list, description="The asking key's groups (what it may read)."
+    )
+
+    @property
+    def key(self) -> str:
+        """Kafka key: ``trace_id``."""
+        return self.trace_id
+
+
+class FeedbackSource(StrEnum):
+    """Who gave a piece of feedback."""
+
+    USER = "user"
+    ANNOTATOR = "annotator"
+    APP = "app"
+    CODE = "code"
+
+
+class Thumbs(BaseModel):
+    """Thumbs up or down."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["thumbs"] = "thumbs"
+    thumbs: Literal["up", "down"]
+
+
+class Score(BaseModel):
+    """A number in a declared range, e.g. 4 of 1..5."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["score"] = "score"
+    score: float = Field(allow_inf_nan=False)
+    min: float = Field(default=0.0, allow_inf_nan=False, description="Lowest possible score.")
+    max: float = Field(default=1.0, allow_inf_nan=False, description="Highest possible score.")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Self:
+        if not self.min < self.max:
+            raise ValueError(f"empty range: min {self.min} is not below max {self.max}")
+        if not self.min <= self.score <= self.max:
+            raise ValueError(f"score {self.score} is outside its range [{self.min}, {self.max}]")
+        return self
+
+
+class Label(BaseModel):
+    """One label from a declared set, e.g. ``wrong_document`` of three."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["label"] = "label"
+    label: str = Field(min_length=1, max_length=64)
+    allowed: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=100, description="Every label this feedback name may take."
+    )
+
+    @model_validator(mode="after")
+    def _declared(self) -> Self:
+        if self.label not in self.allowed:
+            raise ValueError(f"label {self.label!r} is not one of {self.allowed}")
+        return self
+
+
+FeedbackValue = Annotated[Thumbs | Score | Label, Field(discriminator="type")]
+
+
+class FeedbackEvent(Event):
+    """A person's (or a program's) judgement of one answer. Topic ``feedback.events``, keyed
+    by ``trace_id`` like ``inference.completed``, so the two join partition by partition.
+
+    One score per (trace, name, author): a later event for the same three replaces it.
+    """
+
+    trace_id: str = Field(pattern=TRACE_ID_PATTERN, description="The trace it judges.")
+    tenant: Tenant
+    author: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Who: the API key's id, or key id/user id when an app passes its user.",
+    )
+    source: FeedbackSource = Field(default=FeedbackSource.USER, description="Kind of author.")
+    name: str = Field(
+        default="helpful", pattern=FEEDBACK_NAME_PATTERN, description="What is judged."
+    )
+    value: FeedbackValue
+    comment: str | None = Field(default=None, max_length=4000, description="Free text.")
+    correction: str | None = Field(
+        default=None, max_length=20000, description="The answer that should have been given."
+    )
+
+    @property
+    def key(self) -> str:
+        """Kafka key: ``trace_id``."""
+        return self.trace_id
+
+    @property
+    def down(self) -> bool | None:
+        """True for a thumbs-down, False for a thumbs-up, None for other kinds."""
+        return self.value.thumbs == "down" if isinstance(self.value, Thumbs) else None
+
+
+class Metric(BaseModel):
+    """One online metric: a value, or the reason it could not be computed (never a NaN)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    missing: str | None = Field(default=None, description="Why there is no value.")
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.value is None) == (self.missing is None):
+            raise ValueError("a metric has either a value or a reason it is missing")
+        return self
+
+
+class JoinedFeedback(BaseModel):
+    """Feedback as an evaluation result carries it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feedback_id: str = Field(description="event_id of the FeedbackEvent.")
+    author: str
+    source: FeedbackSource
+    name: str
+    value: FeedbackValue
+    comment: str | None = None
+    correction: str | None = None
+    given_at: datetime = Field(description="event_time of the FeedbackEvent.")
+
+
+class EvalResult(Event):
+    """The online evaluation of one trace, with the feedback joined so far. Topic
+    ``eval.results``, keyed by ``trace_id``: the latest record of a trace is its state."""
+
+    trace_id: str
+    tenant: Tenant
+    prompt_name: str = ""
+    prompt_version: str = ""
+    model: str = ""
+    llm_mode: str = ""
+    trace_status: str = Field(description="The trace's status (ok, error, cancelled, refused).")
+    trace_time: datetime = Field(description="event_time of the trace.")
+    metrics: dict[str, Metric] = Field(
+        default_factory=dict, description="Every online metric: its value or why it is missing."
+    )
+    feedback: list[JoinedFeedback] = Field(
+        default_factory=list, description="The latest feedback per (name, author)."
+    )
+    history: list[JoinedFeedback] = Field(
+        default_factory=list,
+        description="Feedback that a later one of the same name and author replaced, oldest first.",
+    )
+    evaluator_version: str = Field(description="Version of the metrics' code.")
+
+    @property
+    def key(self) -> str:
+        """Kafka key: ``trace_id``."""
+        return self.trace_id
+
+
+class EvalCase(Event):
+    """A question worth keeping, with what the answer should have been. Topic ``eval.cases``
+    (compacted), keyed by ``tenant/case_id``; the same JSON, one per line, is a cases file."""
+
+    tenant: Tenant
+    case_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="Unique within the tenant (a case from feedback takes its trace id).",
+    )
+    question: str = Field(min_length=1)
+    expected_answer: str | None = Field(
+        default=None, description="The answer that should be given (a correction)."
+    )
+    expected_docs: list[str] = Field(
+        default_factory=list, description="Documents an answer should cite."
+    )
+    groups: list[str] = Field(default_factory=list, description="Groups the question is asked as.")
+    needs_review: bool = Field(
+        default=False, description="No expected answer yet: a person should write one."
+    )
+    source_trace_id: str | None = Field(default=None, description="The trace it came from.")
+    feedback_ids: list[str] = Field(default_factory=list, description="The feedback behind it.")
+
+    @property
+    def key(self) -> str:
+        """Kafka key: ``tenant/case_id``."""
+        return f"{self.tenant}/{self.case_id}"
 
 
 class DeadLetter(Event):
@@ -257,5 +464,15 @@ class DeadLetter(Event):
 
 
 EVENT_MODELS: dict[str, type[Event]] = {
-    m.__name__: m for m in (DocumentEvent, ChunkBatch, DocumentIndexed, InferenceTrace, DeadLetter)
+    m.__name__: m
+    for m in (
+        DocumentEvent,
+        ChunkBatch,
+        DocumentIndexed,
+        InferenceTrace,
+        FeedbackEvent,
+        EvalResult,
+        EvalCase,
+        DeadLetter,
+    )
 }

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 # topics are created with it and producers are configured with it.
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
+# Where the inference API listens by default; the CLI's commands that call it start here.
+DEFAULT_API_HOST, DEFAULT_API_PORT = "127.0.0.1", 8000
+
 
 def default_cache_dir() -> Path:
     """Where heavy, version-keyed downloads live (Maven jars, pip wheels, model files)."""

@@ -13,7 +13,10 @@ from shared.events import (
     DeadLetter,
     DocumentEvent,
     DocumentIndexed,
+    EvalCase,
+    EvalResult,
     Event,
+    FeedbackEvent,
     InferenceTrace,
 )
 from shared.settings import DEFAULT_MAX_MESSAGE_BYTES
@@ -103,6 +106,44 @@ INFERENCE_COMPLETED = Topic(
     retention_ms=14 * DAY_MS,
 )
 
+FEEDBACK_EVENTS = Topic(
+    base_name="feedback.events",
+    partitions=INFERENCE_COMPLETED.partitions,  # co-partitioned: they join without a shuffle
+    value_model=FeedbackEvent,
+    key="trace_id",
+    description="Feedback on answers (thumbs, scores, labels, corrections), from the API, "
+    "apps and people.",
+    retention_ms=30 * DAY_MS,
+)
+FEEDBACK_DLQ = Topic(
+    base_name="feedback.dlq",
+    partitions=1,
+    value_model=DeadLetter,
+    key="original key",
+    description="Feedback that cannot join its trace (none came in time, another tenant's) "
+    "and records the feedback service cannot read, with the reason.",
+    retention_ms=30 * DAY_MS,
+)
+EVAL_RESULTS = Topic(
+    base_name="eval.results",
+    partitions=INFERENCE_COMPLETED.partitions,
+    value_model=EvalResult,
+    key="trace_id",
+    description="Online evaluation of each answer, with the feedback joined so far; the "
+    "latest record of a trace is its state.",
+    retention_ms=30 * DAY_MS,
+)
+EVAL_CASES = Topic(
+    base_name="eval.cases",
+    partitions=1,
+    value_model=EvalCase,
+    key="tenant/case_id",
+    description="Regression cases from corrections and thumbs-down. Compacted: the latest "
+    "version of every case is kept; a deleted case is a tombstone.",
+    cleanup_policy="compact",
+    retention_ms=-1,
+)
+
 TOPICS: tuple[Topic, ...] = (
     INGEST_DOCUMENTS,
     DOCS_CHUNKS,
@@ -110,4 +151,8 @@ TOPICS: tuple[Topic, ...] = (
     DOCS_INDEXED,
     EMBEDDING_DLQ,
     INFERENCE_COMPLETED,
+    FEEDBACK_EVENTS,
+    FEEDBACK_DLQ,
+    EVAL_RESULTS,
+    EVAL_CASES,
 )

@@ -1,6 +1,8 @@
-"""The upstream side: turn files into DocumentEvents and publish them to ``ingest.documents``.
+"""The upstream side: turn files into DocumentEvents and publish them to ``ingest.documents``;
+publish feedback on answers to ``feedback.events``.
 
-Upstream Python systems call :func:`publish_documents`; ``llmops ingest`` is a thin shell on it.
+Upstream Python systems call :func:`publish_documents` and :func:`publish_feedback`;
+``llmops ingest`` is a thin shell on the first.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from shared.events import ContentType, DocumentEvent, Op
+from shared.events import ContentType, DocumentEvent, Event, FeedbackEvent, Op
 from shared.kafka.producer import make_producer
-from shared.topics import INGEST_DOCUMENTS
+from shared.topics import FEEDBACK_EVENTS, INGEST_DOCUMENTS, Topic
 
 SUFFIX_TYPES = {
     ".txt": ContentType.TEXT,
@@ -135,21 +137,41 @@ def publish_documents(
     ``InputError`` items (as yielded by :func:`events_from_paths`) count as failed. The call
     returns once every record is acknowledged by the cluster or has failed.
     """
+    return _publish(events, INGEST_DOCUMENTS, bootstrap, topic_prefix, progress, total, "doc")
+
+
+def publish_feedback(
+    events: Iterable[FeedbackEvent], bootstrap: str, topic_prefix: str = ""
+) -> PublishSummary:
+    """Publish feedback on answers (keyed by trace id, like the traces it joins), for apps
+    that write to Kafka directly; the feedback service checks each against its trace's
+    tenant. Returns once every record is acknowledged or has failed."""
+    return _publish(events, FEEDBACK_EVENTS, bootstrap, topic_prefix, False, None, "feedback")
+
+
+def _publish(
+    events: Iterable[Event | InputError],
+    topic_of: Topic,
+    bootstrap: str,
+    topic_prefix: str,
+    progress: bool,
+    total: int | None,
+    unit: str,
+) -> PublishSummary:
     summary = PublishSummary()
-    topic = INGEST_DOCUMENTS.name(topic_prefix)
+    topic = topic_of.name(topic_prefix)
     producer = make_producer(bootstrap)
     futures = []
     try:
-        bar = tqdm(events, total=total, unit="doc", disable=not progress, desc="publishing")
+        bar = tqdm(events, total=total, unit=unit, disable=not progress, desc="publishing")
         for item in bar:
             if isinstance(item, InputError):
                 summary.failed += 1
                 summary.errors.append(str(item))
                 continue
+            key = str(getattr(item, "key"))  # noqa: B009 - every published event has one
             value = item.to_bytes()
-            futures.append(
-                (item.key, len(value), producer.send(topic, key=item.key.encode(), value=value))
-            )
+            futures.append((key, len(value), producer.send(topic, key=key.encode(), value=value)))
         producer.flush()
         for key, size, fut in futures:
             try:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.inference.auth import ApiKey
+from services.inference.auth import ApiKey, TraceIds
 from services.inference.llm import LLM, LLMFailed, LLMUnavailable, Prompted, Sampling
 from services.inference.logic import citations, dedupe, pack
 from services.inference.prompts import Prompt, check_split, choose, parse_split
@@ -138,6 +138,7 @@ class Answering:
     publisher: TracePublisher
     prompts: dict[str, dict[str, Prompt]]
     redactor: Redactor = field(default_factory=lambda: Redactor.named(DETECTORS))
+    trace_ids: TraceIds = field(default_factory=lambda: TraceIds(secrets.token_bytes(32)))
 
     def __post_init__(self) -> None:
         self.split = parse_split(self.settings.prompt_split)
@@ -212,6 +213,7 @@ class Answering:
                 trace_id=trace_id,
                 tenant=key.tenant,
                 api_key_id=key.id,
+                groups=key.groups,
                 question=self.redactor.redact(question)[0],
                 endpoint=endpoint,
                 **kw,
@@ -220,7 +222,11 @@ class Answering:
 
     async def retrieve(self, req: RetrieveRequest, key: ApiKey) -> RetrieveResponse:
         """The chunks the key may read, best first, traced."""
-        trace_id, t0, timings = uuid.uuid4().hex, time.perf_counter(), dict[str, float]()
+        trace_id, t0, timings = (
+            self.trace_ids.new(key.tenant),
+            time.perf_counter(),
+            dict[str, float](),
+        )
         hits = dedupe(await self._search(req, key, timings))[: self._top_k(req.top_k)]
         timings["total"] = (time.perf_counter() - t0) * 1000
         self.trace(
@@ -252,7 +258,11 @@ class Answering:
             raise ModelNotLoaded("the language model is not loaded")
         llm, s = self.llm, self.settings
         prompt = choose(self.prompts, req.prompt, s.prompt, self.split, key.id, llm.mode)
-        trace_id, t0, timings = uuid.uuid4().hex, time.perf_counter(), dict[str, float]()
+        trace_id, t0, timings = (
+            self.trace_ids.new(key.tenant),
+            time.perf_counter(),
+            dict[str, float](),
+        )
         hits = dedupe(await self._search(req, key, timings))
         room = (
             llm.context_window
@@ -264,9 +274,21 @@ class Answering:
         # answer token, so the budget is what sets the time to first token.
         budget = min(room, s.context_tokens) if s.context_tokens else room
         context, used = pack(hits, max(budget, 0), llm.count_tokens)
+        if prompt.closed_book:  # the model sees no passage: none is cited or traced
+            context, used = "", []
         text = prompt.render(context or "(no matching documents)", req.question)
         generation = Generation(
-            self, key, req.question, trace_id, t0, timings, prompt, llm, text, used
+            self,
+            key,
+            req.question,
+            trace_id,
+            t0,
+            timings,
+            prompt,
+            llm,
+            text,
+            used,
+            include_context=req.include_context,
         )
         try:
             self.queue.admit()
@@ -290,6 +312,7 @@ class Generation:
     llm: LLM
     text: str
     used: list[Hit]
+    include_context: bool = False
     answer: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     _released: bool = False
@@ -312,6 +335,7 @@ class Generation:
     def __post_init__(self) -> None:
         self.prompt_tokens = self.llm.count_tokens(self.text)
         self.citations: list[Citation] = citations(self.used)
+        self.context = [h.text.strip() for h in self.used]
 
     def _trace(self, **kw: Any) -> None:
         self._traced = True
@@ -322,6 +346,8 @@ class Generation:
             "query",
             timings_ms=self.timings,
             retrieved=traced(self.used),
+            # what the model was given, so the answer can be scored without the store
+            context=self.context,
             prompt_name=self.prompt.name,
             prompt_version=self.prompt.version,
             llm_mode=self.prompt.mode,
@@ -339,7 +365,7 @@ class Generation:
         s = self.owner.settings
         started, completed = time.perf_counter(), False
         try:
-            if not self.used:
+            if not self.used and not self.prompt.closed_book:
                 # Nothing the key may read scores over the threshold: there is nothing to
                 # answer from, and a small model asked anyway makes an answer up (it did for
                 # 9 of 12 such questions in bench/answers.py).
@@ -382,6 +408,7 @@ class Generation:
             model=self.llm.name,
             usage=Usage(prompt_tokens=self.prompt_tokens, completion_tokens=len(self.answer)),
             timings_ms=self.timings,
+            context=self.context if self.include_context else None,
         )
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from services.inference.answering import Answering
-from services.inference.auth import RateLimiter, load_keys
+from services.inference.auth import RateLimiter, TraceIds, load_keys, trace_secret
 from services.inference.deps import Runtime, identify
 from services.inference.llm import LLM
 from services.inference.middleware import BodyLimit
@@ -22,7 +22,7 @@ from services.inference.routes import router
 from services.inference.schemas import ErrorBody, FieldError
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
-from shared.topics import INFERENCE_COMPLETED
+from shared.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
 from shared.vector_store import VectorStore
 
 
@@ -33,7 +33,9 @@ def create_app(rt: Runtime) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await rt.answering.start()
+        await rt.feedback.start()
         yield
+        await rt.feedback.stop()
         await rt.answering.stop()
 
     app = FastAPIOffline(
@@ -76,13 +78,31 @@ async def invalid_body(request: Request, exc: RequestValidationError) -> JSONRes
 
 
 def build_runtime(
-    settings: InferenceSettings, store: VectorStore, llm: LLM | None, publisher: TracePublisher
+    settings: InferenceSettings,
+    store: VectorStore,
+    llm: LLM | None,
+    publisher: TracePublisher,
+    feedback: TracePublisher | None = None,
 ) -> Runtime:
-    """Runtime from settings (keys and prompts are read here, once)."""
+    """Runtime from settings (keys and prompts are read here, once). Feedback goes to
+    feedback.events on the traces' cluster unless ``feedback`` says otherwise."""
+    secret = settings.trace_secret.get_secret_value() if settings.trace_secret else None
+    answering = Answering(
+        settings,
+        store,
+        llm,
+        publisher,
+        load_prompts(settings.prompts_dir),
+        trace_ids=TraceIds(trace_secret(secret, settings.platform.data_dir)),
+    )
     return Runtime(
-        answering=Answering(settings, store, llm, publisher, load_prompts(settings.prompts_dir)),
+        answering=answering,
         keys=load_keys(settings.api_keys_file, settings.api_keys),
         limiter=RateLimiter(settings.rate_limit_per_min),
+        feedback=feedback
+        or TracePublisher(
+            publisher.bootstrap, FEEDBACK_EVENTS.name(settings.kafka.topic_prefix), linger_ms=0
+        ),
     )
 
 

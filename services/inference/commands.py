@@ -9,9 +9,9 @@ import click
 
 from services.inference.auth import dump_keys, new_key
 from services.inference.models import PACKAGED, ModelMissing
-from shared.cli import Context, pass_context
+from shared.cli import DEV_KEY_FILE, Context, api_key, api_url, pass_context
 
-DEV_KEY, DEV_KEYS = "dev_api_key", "api_keys.json"
+DEV_KEYS = "api_keys.json"
 
 
 @click.group()
@@ -92,7 +92,7 @@ def models_fetch(ctx: Context, names: tuple[str, ...]) -> None:
 
 def dev_key(data_dir: Path, tenant: str) -> tuple[str, Path]:
     """A dev API key for ``tenant``, kept in the data folder for `llmops ask`; the keys file."""
-    key_file, keys_file = data_dir / DEV_KEY, data_dir / DEV_KEYS
+    key_file, keys_file = data_dir / DEV_KEY_FILE, data_dir / DEV_KEYS
     if not key_file.exists() or not keys_file.exists():
         key, record = new_key("dev", tenant, [])
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,9 @@ def dev_key(data_dir: Path, tenant: str) -> tuple[str, Path]:
 
 @commands.command("ask")
 @click.argument("question")
-@click.option("--url", default=None, help="API base URL (default: INFERENCE_HOST/PORT).")
+@click.option(
+    "--url", default=None, help="API base URL (default: LLMOPS_API_URL, else INFERENCE_HOST/PORT)."
+)
 @click.option(
     "--key",
     envvar="LLMOPS_API_KEY",
@@ -118,14 +120,8 @@ def ask(ctx: Context, question: str, url: str | None, key: str | None, top_k: in
     import httpx
 
     from services.inference.client import ApiError, connect, stream_query
-    from services.inference.settings import inference_settings
 
-    s = ctx.settings(inference_settings)
-    url = url or f"http://{s.host}:{s.port}"
-    key_file = ctx.platform.data_dir / DEV_KEY
-    key = key or (key_file.read_text().strip() if key_file.exists() else None)
-    if not key:
-        raise click.UsageError("no API key: set LLMOPS_API_KEY or run `make run` first")
+    given_url, url, key = url, api_url(url), api_key(ctx, key)
     options = {"top_k": top_k} if top_k else {}
     try:
         with connect(url, key) as client:
@@ -142,6 +138,11 @@ def ask(ctx: Context, question: str, url: str | None, key: str | None, top_k: in
                     click.echo(
                         f"trace {data['trace_id']}, prompt "
                         f"{data['prompt']['name']}/{data['prompt']['version']}"
+                    )
+                    where = f" --url {given_url}" if given_url else ""
+                    click.echo(
+                        f"rate it: llmops feedback {data['trace_id']} --up|--down"
+                        f" [--comment TEXT] [--correction TEXT]{where}"
                     )
                 elif event.name == "error":
                     raise click.ClickException(f"{data['status']}: {data['detail']}")

@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request
 
 from services.inference.answering import Answering
 from services.inference.auth import ApiKey, RateLimiter, hash_key
+from services.inference.traces import TracePublisher
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Runtime:
     answering: Answering
     keys: dict[str, ApiKey]
     limiter: RateLimiter
+    feedback: TracePublisher
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -75,4 +77,13 @@ class Authorised:
 
 QueryKey = Annotated[ApiKey, Depends(Authorised("query"))]
 RetrieveKey = Annotated[ApiKey, Depends(Authorised("retrieve"))]
+FeedbackKey = Annotated[ApiKey, Depends(Authorised("feedback"))]
 AnsweringDep = Annotated[Answering, Depends(get_answering)]
+
+
+async def get_feedback_publisher(request: Request) -> TracePublisher:
+    """Where feedback goes (feedback.events)."""
+    return get_runtime(request).feedback
+
+
+FeedbackPublisherDep = Annotated[TracePublisher, Depends(get_feedback_publisher)]

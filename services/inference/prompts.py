@@ -38,6 +38,11 @@ class Prompt:
         return self.template.replace("{context}", context).replace("{question}", question)
 
     @property
+    def closed_book(self) -> bool:
+        """The template shows the model no passages."""
+        return "{context}" not in self.template
+
+    @property
     def ref(self) -> str:
         return f"{self.name}/{self.version}"
 
@@ -49,8 +54,9 @@ def load_prompt(path: Path) -> Prompt:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from exc
     template, mode = spec.get("template"), spec.get("mode")
-    if not isinstance(template, str) or "{context}" not in template or "{question}" not in template:
-        raise ValueError(f"{path}: template must be a string with {{context}} and {{question}}")
+    # a template without {context} is closed-book: it shows what retrieval adds
+    if not isinstance(template, str) or "{question}" not in template:
+        raise ValueError(f"{path}: template must be a string with {{question}} (and {{context}})")
     if mode not in MODES:
         raise ValueError(f"{path}: mode must be one of {', '.join(MODES)}, not {mode!r}")
     stop = spec.get("stop", [])

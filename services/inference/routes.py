@@ -15,16 +15,26 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from services.inference.answering import (
+    Answering,
     Generation,
     GenerationFailed,
     ModelNotLoaded,
     Overloaded,
     QuestionTooLong,
 )
-from services.inference.deps import AnsweringDep, QueryKey, RetrieveKey
+from services.inference.auth import ApiKey
+from services.inference.deps import (
+    AnsweringDep,
+    FeedbackKey,
+    FeedbackPublisherDep,
+    QueryKey,
+    RetrieveKey,
+)
 from services.inference.prompts import PromptNotFound
 from services.inference.schemas import (
     ErrorBody,
+    FeedbackAccepted,
+    FeedbackRequest,
     Health,
     QueryRequest,
     QueryResponse,
@@ -33,6 +43,8 @@ from services.inference.schemas import (
     RetrieveResponse,
     StreamError,
 )
+from services.inference.traces import PublishFailed
+from shared.events import FeedbackEvent
 
 router = APIRouter()
 # How often a non-streaming answer checks that its caller is still there.
@@ -166,6 +178,56 @@ async def query_route(
         raise HTTPException(_status(exc), exc.reason) from exc
     finally:
         gen.abandon()  # a no-op once the answer is traced
+
+
+@router.post(
+    "/v1/feedback",
+    status_code=202,
+    response_model=FeedbackAccepted,
+    responses={
+        **_AUTH,
+        **_errors(
+            e404="No such trace for the key's tenant.",
+            e503="The broker did not store the feedback in time; send it again.",
+        ),
+    },
+    summary="Rate an answer",
+    tags=["feedback"],
+)
+async def feedback_route(
+    req: FeedbackRequest,
+    key: FeedbackKey,
+    answering: AnsweringDep,
+    publisher: FeedbackPublisherDep,
+) -> FeedbackAccepted:
+    """Feedback on an answer of the key's tenant, named by its ``trace_id``. The same
+    (trace, name, author) again replaces the earlier value; the history is kept."""
+    event = feedback_event(req, key, answering)
+    try:
+        await publisher.publish(event, answering.settings.feedback_timeout_s)
+    except PublishFailed as exc:
+        raise HTTPException(
+            503, f"feedback not stored: {exc}", headers={"Retry-After": "5"}
+        ) from exc
+    return FeedbackAccepted(feedback_id=event.event_id, trace_id=req.trace_id, author=event.author)
+
+
+def feedback_event(req: FeedbackRequest, key: ApiKey, answering: Answering) -> FeedbackEvent:
+    """The event for a feedback request; 404 for a trace not issued to the key's tenant.
+    Free text is redacted before it is published, like everything the platform stores."""
+    if not answering.trace_ids.issued_to(req.trace_id, key.tenant):
+        raise HTTPException(404, f"no trace {req.trace_id} for this key's tenant")
+    redact = answering.redactor.redact
+    return FeedbackEvent(
+        trace_id=req.trace_id,
+        tenant=key.tenant,
+        author=f"{key.id}/{req.user}" if req.user else key.id,
+        source=req.source,
+        name=req.name,
+        value=req.value,
+        comment=redact(req.comment)[0] if req.comment else None,
+        correction=redact(req.correction)[0] if req.correction else None,
+    )
 
 
 async def _generate_while_connected(request: Request, gen: Generation) -> bool:

@@ -14,6 +14,13 @@ from pydantic import (
     StringConstraints,
 )
 
+from shared.events import (
+    FEEDBACK_NAME_PATTERN,
+    TRACE_ID_PATTERN,
+    FeedbackSource,
+    FeedbackValue,
+)
+
 FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
 # Strict: `0` is not `false`, and `"5"` is not `5`. No floats: the store matches exact
 # keywords, integers and booleans only.
@@ -43,6 +50,11 @@ class QueryRequest(RetrieveRequest):
     )
     stream: StrictBool = Field(
         default=False, description="Server-Sent Events: tokens, then a final event."
+    )
+    include_context: StrictBool = Field(
+        default=False,
+        description="Also return the passages the model was given, whole (offline evaluation "
+        "scores answers against them).",
     )
 
 
@@ -103,6 +115,47 @@ class QueryResponse(BaseModel):
     timings_ms: Timings = Field(
         description="Milliseconds per stage: embed, retrieve, first_token, generate, total."
     )
+    context: list[str] | None = Field(
+        default=None,
+        description="With include_context: the passages the model was given; context[i] is "
+        "cited as [i+1].",
+    )
+
+
+class FeedbackRequest(BaseModel):
+    """Feedback on an answer, named by the trace id the answer came with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: StrictStr = Field(pattern=TRACE_ID_PATTERN, description="From /v1/query.")
+    name: StrictStr = Field(
+        default="helpful", pattern=FEEDBACK_NAME_PATTERN, description="What is judged."
+    )
+    value: FeedbackValue = Field(
+        description='One typed value: {"type": "thumbs", "thumbs": "up"|"down"}, '
+        '{"type": "score", "score": 4, "min": 1, "max": 5}, or '
+        '{"type": "label", "label": "outdated", "allowed": ["outdated", "wrong_doc"]}.'
+    )
+    comment: StrictStr | None = Field(default=None, max_length=4000)
+    correction: StrictStr | None = Field(
+        default=None, max_length=20000, description="The answer that should have been given."
+    )
+    user: StrictStr | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._@:-]{1,128}$",
+        description="The app's own user id; the author becomes key id/user id.",
+    )
+    source: FeedbackSource = Field(
+        default=FeedbackSource.USER, description="user, annotator, app or code."
+    )
+
+
+class FeedbackAccepted(BaseModel):
+    """The feedback is stored on feedback.events."""
+
+    feedback_id: str = Field(description="event_id of the FeedbackEvent.")
+    trace_id: str
+    author: str
 
 
 class StreamError(BaseModel):

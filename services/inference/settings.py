@@ -7,7 +7,13 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import KafkaSettings, PlatformSettings, QdrantSettings
+from shared.settings import (
+    DEFAULT_API_HOST,
+    DEFAULT_API_PORT,
+    KafkaSettings,
+    PlatformSettings,
+    QdrantSettings,
+)
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
@@ -20,8 +26,8 @@ class InferenceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka connection.")
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings, description="Vector store.")
     platform: PlatformSettings = Field(default_factory=PlatformSettings, description="Paths.")
-    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
-    port: int = Field(default=8000, description="Port of the HTTP server.")
+    host: str = Field(default=DEFAULT_API_HOST, description="Address the HTTP server binds.")
+    port: int = Field(default=DEFAULT_API_PORT, description="Port of the HTTP server.")
     api_keys_file: Path | None = Field(
         default=None, description="JSON file of API keys (sha256, tenant, groups, actions)."
     )
@@ -94,6 +100,17 @@ class InferenceSettings(BaseSettings):
         default=1.3, ge=1, description="Penalty on repeated tokens (small models loop without)."
     )
     trace_buffer: int = Field(default=10_000, ge=1, description="Traces held while Kafka is away.")
+    trace_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs trace ids with their tenant, so feedback can be checked by any "
+        "replica; replicas must share it. Unset: a random one kept in LLMOPS_DATA_DIR.",
+    )
+    feedback_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long POST /v1/feedback waits for the broker to store the feedback "
+        "before answering 503.",
+    )
     trace_linger_ms: int = Field(
         default=500, ge=0, description="Traces gathered into one produce request for this long."
     )

@@ -1,4 +1,5 @@
-"""Publishes traces to ``inference.completed`` without ever holding up an answer.
+"""Publishes traces to ``inference.completed`` without ever holding up an answer (and
+feedback to ``feedback.events``, where the caller waits for the broker's acknowledgement).
 
 Traces go into a bounded in-memory buffer; a background task sends them with acks=all, in
 batches: the first trace waits ``linger_ms`` for others, and they go out in one produce request.
@@ -6,7 +7,8 @@ A request per answer would put the event loop's and the broker's work beside eve
 being served; on a small machine that showed in the latency tail. While Kafka is away traces
 wait in the buffer; when it is full the newest trace is dropped and counted. Nothing here
 raises into a request. A batch whose send fails is sent again after reconnecting, so delivery
-is at least once (consumers key on ``trace_id``).
+is at least once (consumers key on ``trace_id``). ``publish`` is the same path for a record
+whose caller must know it is stored: it waits for the acknowledgement, up to a timeout.
 """
 
 from __future__ import annotations
@@ -18,14 +20,26 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from shared.events import InferenceTrace
+from shared.events import Event
 
 log = logging.getLogger(__name__)
 
 
+class PublishFailed(RuntimeError):
+    """A record could not be acknowledged in time (the broker is away, or the buffer full)."""
+
+
+Item = tuple[Event, "asyncio.Future[None] | None"]
+
+
+def key_of(event: Event) -> bytes:
+    """The record key: the event's own ``key`` (a trace's is its ``trace_id``)."""
+    return str(getattr(event, "key")).encode()  # noqa: B009 - every published event has one
+
+
 @dataclass
 class TracePublisher:
-    """Bounded, non-blocking trace publishing."""
+    """Bounded, non-blocking publishing of keyed events (traces, feedback)."""
 
     bootstrap: str
     topic: str
@@ -35,17 +49,17 @@ class TracePublisher:
     sent: int = 0
     overflow: int = 0
     connected: bool = False
-    _queue: asyncio.Queue[InferenceTrace] | None = field(default=None, repr=False)
+    _queue: asyncio.Queue[Item] | None = field(default=None, repr=False)
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
-    _batch: list[InferenceTrace] = field(default_factory=list, repr=False)  # taken, not yet acked
+    _batch: list[Item] = field(default_factory=list, repr=False)  # taken, not yet acked
 
-    def submit(self, trace: InferenceTrace) -> bool:
-        """Queue a trace; False (and counted) when the buffer is full."""
+    def submit(self, trace: Event, done: asyncio.Future[None] | None = None) -> bool:
+        """Queue an event; False (and counted) when the buffer is full."""
         if self._queue is None:
             self.overflow += 1
             return False
         try:
-            self._queue.put_nowait(trace)
+            self._queue.put_nowait((trace, done))
             return True
         except asyncio.QueueFull:
             self.overflow += 1
@@ -54,6 +68,19 @@ class TracePublisher:
                     "trace buffer full (%d); %d traces dropped so far", self.capacity, self.overflow
                 )
             return False
+
+    async def publish(self, event: Event, timeout_s: float) -> None:
+        """Queue ``event`` and wait until the broker has it; PublishFailed when it is not
+        acknowledged within ``timeout_s`` (it may still go out later: consumers dedupe)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self.submit(event, done):
+            raise PublishFailed("the publishing buffer is full")
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout_s)
+        except TimeoutError:
+            raise PublishFailed(
+                f"the broker did not acknowledge within {timeout_s:.0f} s"
+            ) from None
 
     @property
     def pending(self) -> int:
@@ -103,11 +130,14 @@ class TracePublisher:
                             await asyncio.sleep(self.linger_ms / 1000)
                     self._take_ready()
                     sends = [
-                        await producer.send(self.topic, key=t.trace_id.encode(), value=t.to_bytes())
-                        for t in self._batch
+                        await producer.send(self.topic, key=key_of(t), value=t.to_bytes())
+                        for t, _ in self._batch
                     ]
                     await asyncio.gather(*sends)
                     self.sent += len(self._batch)
+                    for _, done in self._batch:
+                        if done is not None and not done.done():
+                            done.set_result(None)
                     self._batch = []
             except asyncio.CancelledError:
                 raise

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 from shared.events import Event
 
@@ -52,5 +54,29 @@ def wait_for_events(
                     if want.get(key) == getattr(event, "version", None):
                         got[key] = event
         return got
+    finally:
+        c.close()
+
+
+def read_to_end(bootstrap: str, topic: str, poll_ms: int = 500) -> Iterator[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning to where it ended when called (what a
+    report reads: later records wait for the next run)."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not tps:
+            raise LookupError(f"no topic {topic} on {bootstrap}")
+        ends = {tp: off for tp, off in c.end_offsets(tps).items() if off > 0}
+        c.assign(list(ends))
+        for tp in ends:
+            c.seek_to_beginning(tp)
+        while ends:
+            for tp, recs in c.poll(timeout_ms=poll_ms).items():
+                for r in recs:
+                    if r.offset < ends.get(tp, 0):
+                        yield r
+                if c.position(tp) >= ends.get(tp, 0):
+                    ends.pop(tp, None)
+                    c.pause(tp)
     finally:
         c.close()

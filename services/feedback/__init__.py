@@ -1,0 +1,1 @@
+"""The feedback service: joins feedback with traces, scores answers, builds eval cases."""

@@ -1,0 +1,203 @@
+"""The feedback service on the real broker: joins in either order, dead letters with reasons,
+idempotent feedback, and a SIGKILL that neither loses a join nor counts one twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaProducer
+
+from shared.events import (
+    DeadLetter,
+    EvalCase,
+    EvalResult,
+    FeedbackEvent,
+    InferenceTrace,
+    RetrievedChunk,
+)
+from shared.topics import EVAL_CASES, EVAL_RESULTS, FEEDBACK_DLQ, INFERENCE_COMPLETED
+from shared.upstream import publish_feedback
+from tests.kafka_helpers import consume
+
+FAST = {"FEEDBACK_JOIN_WAIT_S": "4", "FEEDBACK_SWEEP_INTERVAL_S": "0.5"}
+
+
+def trace(trace_id: str, tenant: str = "acme", **kw: Any) -> InferenceTrace:
+    """An answered query, as inference publishes it."""
+    fields: dict[str, Any] = {
+        "trace_id": trace_id,
+        "tenant": tenant,
+        "api_key_id": "k1",
+        "question": "When does the Lisbon office open?",
+        "answer": "[1] The Lisbon office opens at 8:30 on weekdays.",
+        "context": ["The Lisbon office opens at 8:30 and closes at 18:00 on weekdays."],
+        "retrieved": [RetrievedChunk(chunk_id="c1", doc_id="guide", score=0.71)],
+        "prompt_name": "rag",
+        "prompt_version": "v3",
+        "model": "gemma3-270m",
+        "status": "ok",
+    }
+    fields.update(kw)
+    return InferenceTrace(**fields)
+
+
+def thumbs(trace_id: str, up: bool, tenant: str = "acme", **kw: Any) -> FeedbackEvent:
+    """A thumbs feedback event."""
+    value = {"type": "thumbs", "thumbs": "up" if up else "down"}
+    return FeedbackEvent(trace_id=trace_id, tenant=tenant, author="k1", value=value, **kw)
+
+
+def send_traces(bootstrap: str, prefix: str, traces: list[InferenceTrace]) -> None:
+    """Publish traces the way inference does (keyed by trace id)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for t in traces:
+        producer.send(INFERENCE_COMPLETED.name(prefix), key=t.trace_id.encode(), value=t.to_bytes())
+    producer.flush()
+    producer.close()
+
+
+def latest_results(bootstrap: str, prefix: str, **kw: Any) -> dict[str, EvalResult]:
+    """The latest EvalResult per trace."""
+    out: dict[str, EvalResult] = {}
+    for rec in consume(bootstrap, EVAL_RESULTS.name(prefix), **kw):
+        r = EvalResult.from_bytes(rec.value)
+        out[r.trace_id] = r
+    return out
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, every_s: float = 1.0) -> Any:
+    """Poll ``check`` until it returns something truthy; its last value."""
+    deadline = time.monotonic() + timeout_s
+    got = check()
+    while not got and time.monotonic() < deadline:
+        time.sleep(every_s)
+        got = check()
+    return got
+
+
+def test_feedback_joins_its_trace_in_either_order_and_dead_letters_the_rest(
+    kafka_bootstrap: str, topic_prefix: str, start_service: Any
+) -> None:
+    b, p = kafka_bootstrap, topic_prefix
+    svc = start_service("feedback", **FAST)
+    after, before, never, retrieve = "a" * 32, "b" * 32, "c" * 32, "d" * 32
+    send_traces(b, p, [trace(after), trace(retrieve, endpoint="retrieve", answer="")])
+    first_up = thumbs(after, True)
+    publish_feedback(
+        [
+            first_up,
+            first_up,
+            first_up,  # the same event three times counts once
+            thumbs(before, False, comment="wrong office"),
+            thumbs(never, True),
+            thumbs(after, False, tenant="globex"),  # another tenant's feedback
+            FeedbackEvent(
+                trace_id=retrieve,
+                tenant="acme",
+                author="k2",
+                name="relevant",
+                value={"type": "score", "score": 2, "min": 1, "max": 5},
+            ),
+        ],
+        b,
+        p,
+    )
+    time.sleep(1)
+    send_traces(b, p, [trace(before)])  # its feedback came first, and waited
+
+    def joined() -> dict[str, EvalResult] | None:
+        got = latest_results(b, p, idle_s=1)
+        ok = all(got.get(t) and got[t].feedback for t in (after, before, retrieve))
+        return got if ok else None
+
+    results = wait_for(joined)
+    assert results, svc.log()[-3000:]
+    assert set(results) == {after, before, retrieve}
+    assert [f.feedback_id for f in results[after].feedback] == [first_up.event_id]
+    assert results[before].feedback[0].value.thumbs == "down"  # type: ignore[union-attr]
+    assert results[before].feedback[0].comment == "wrong office"
+    # an answered trace is scored; a retrieve trace is not, and says why
+    m = results[after].metrics
+    assert m["support_mean"].value is not None and m["support_mean"].value > 0.8
+    assert m["citation_validity"].value == 1.0 and m["refusal"].value == 0.0
+    assert m["correction_similarity"].missing == "no correction given"
+    assert "retrieve trace" in (results[retrieve].metrics["support_mean"].missing or "")
+
+    letters = wait_for(
+        lambda: got if len(got := consume(b, FEEDBACK_DLQ.name(p), idle_s=1)) >= 2 else None,
+        timeout_s=30,
+    )
+    assert letters, "no dead letters"
+    by_type = {
+        DeadLetter.from_bytes(r.value).error_type: DeadLetter.from_bytes(r.value) for r in letters
+    }
+    assert set(by_type) == {"TraceNotFound", "TenantMismatch"}
+    assert by_type["TraceNotFound"].key == never
+    assert (
+        by_type["TenantMismatch"].key == after
+        and "globex" in by_type["TenantMismatch"].error_message
+    )
+    assert len(letters) == 2
+
+    # a thumbs-down became a case to review; a changed value replaces it and keeps history
+    cases = {
+        EvalCase.from_bytes(r.value).case_id: EvalCase.from_bytes(r.value)
+        for r in consume(b, EVAL_CASES.name(p), idle_s=1)
+        if r.value
+    }
+    assert cases[before].needs_review and cases[before].expected_answer is None
+    assert cases[before].expected_docs == ["guide"]
+    fixed = thumbs(before, False, correction="It opens at 8:30.")
+    publish_feedback([fixed], b, p)
+
+    def corrected() -> EvalResult | None:
+        r = latest_results(b, p, idle_s=1).get(before)
+        return r if r and r.feedback[0].feedback_id == fixed.event_id else None
+
+    result = wait_for(corrected)
+    assert result, svc.log()[-3000:]
+    assert len(result.feedback) == 1 and [h.comment for h in result.history] == ["wrong office"]
+    sim = result.metrics["correction_similarity"].value
+    assert sim is not None and sim > 0.5
+    latest_case = [
+        EvalCase.from_bytes(r.value) for r in consume(b, EVAL_CASES.name(p), idle_s=1) if r.value
+    ][-1]
+    assert latest_case.expected_answer == "It opens at 8:30." and not latest_case.needs_review
+
+
+def test_a_killed_service_loses_no_join_and_counts_none_twice(
+    kafka_bootstrap: str, topic_prefix: str, start_service: Any
+) -> None:
+    b, p = kafka_bootstrap, topic_prefix
+    ids = [f"{i:032x}" for i in range(300)]
+    feedback = {t: thumbs(t, i % 3 != 0) for i, t in enumerate(ids)}
+    svc = start_service("feedback")
+    half = len(ids) // 2
+    # the first half: feedback before its trace for even ones, after for odd ones
+    publish_feedback([feedback[t] for t in ids[:half:2]], b, p)
+    send_traces(b, p, [trace(t) for t in ids[:half]])
+    publish_feedback([feedback[t] for t in ids[1:half:2]], b, p)
+    assert wait_for(lambda: len(latest_results(b, p, idle_s=0.5)) >= 20, every_s=0.2), svc.log()[
+        -3000:
+    ]
+    svc.kill()  # mid-stream: no flush, no commit
+    send_traces(b, p, [trace(t) for t in ids[half:]])
+    publish_feedback([feedback[t] for t in ids[half:]], b, p)
+    again = start_service("feedback", LLMOPS_LOG_LEVEL="info")
+
+    def complete() -> dict[str, EvalResult] | None:
+        got = latest_results(b, p, idle_s=1)
+        return got if all(got.get(t) and got[t].feedback for t in ids) else None
+
+    results = wait_for(complete, timeout_s=180)
+    if not results:
+        got = latest_results(b, p)
+        lost = [(ids.index(t), t in got) for t in ids if not (got.get(t) and got[t].feedback)]
+        raise AssertionError(f"not joined (index, has result): {lost}\n{again.log()[-4000:]}")
+    assert set(results) == set(ids)
+    for t in ids:  # every feedback joined once, and only its own
+        assert [f.feedback_id for f in results[t].feedback] == [feedback[t].event_id]
+        assert results[t].metrics["support_mean"].value is not None
+    assert consume(b, FEEDBACK_DLQ.name(p), idle_s=1) == []
