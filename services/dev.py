@@ -74,6 +74,14 @@ def _load_corpus(
         "-H 'Content-Type: application/json' "
         f"""-d '{{"question": "{CURL_EXAMPLE}", "stream": true}}'"""
     )
+    click.echo(
+        "    rate an answer (ask prints its trace id): llmops feedback TRACE_ID --up|--down "
+        "[--correction TEXT]"
+    )
+    click.echo(
+        "    then: llmops eval compare --since 24h   (prompt versions by thumbs-up and "
+        "online metrics; scores land on eval.results)"
+    )
 
 
 def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:

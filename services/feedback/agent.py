@@ -34,6 +34,7 @@ from services.feedback.scores import (
     correction_similarity,
     encode_all,
     missing,
+    not_scored,
     score,
     texts_of,
     without_citations,
@@ -82,7 +83,7 @@ class Scorer:
         except Exception as exc:  # noqa: BLE001 - say why on each trace instead
             log.exception("scoring failed")
             reason = f"scoring failed: {type(exc).__name__}: {exc}"[:300]
-            return {tid: {"scoring": missing(reason)} for tid in answers}
+            return {tid: not_scored(reason) for tid in answers}
 
     def corrections(self, pairs: dict[str, tuple[str, str]]) -> dict[str, Metric]:
         """correction_similarity per trace id, from (answer, correction) pairs."""

@@ -10,10 +10,12 @@ import httpx
 import pytest
 
 from services.inference.auth import new_key
-from shared.events import DocumentEvent
+from shared.events import DocumentEvent, EvalResult
 from shared.http import wait_ok
 from shared.kafka.broker import free_port
+from shared.topics import EVAL_RESULTS
 from shared.upstream import delete_event, publish_documents
+from tests.kafka_helpers import consume
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +50,7 @@ def test_published_documents_become_answerable_and_deletes_disappear(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     start_service("ingestion")
+    start_service("feedback")
     # the embedded store is owned by one process: inference runs beside embedding
     api = start_service(
         "inference embedding",
@@ -116,6 +119,33 @@ def test_published_documents_become_answerable_and_deletes_disappear(
     )
     assert out.returncode == 0, out.stderr
     assert "[1] Backups (kb/backup.md" in out.stdout and "trace " in out.stdout
+
+    # rate it as `ask` says, and see the rating joined to the scored answer on eval.results
+    (rate,) = [line for line in out.stdout.splitlines() if line.startswith("rate it: ")]
+    trace_id = rate.split()[4]
+    assert f"llmops feedback {trace_id} --up|--down" in rate and f"--url {url}" in rate
+    rated = subprocess.run(
+        [sys.executable, "-m", "services.cli", "feedback", trace_id, "--down"]
+        + ["--correction", "35 days, in Frankfurt.", "--url", url, "--key", key],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rated.returncode == 0 and "stored for trace" in rated.stdout, rated.stderr
+
+    def joined() -> EvalResult | None:
+        for rec in reversed(consume(kafka_bootstrap, EVAL_RESULTS.name(topic_prefix), idle_s=1)):
+            result = EvalResult.from_bytes(rec.value)
+            if result.trace_id == trace_id and result.feedback:
+                return result
+        return None
+
+    wait(lambda: joined() is not None, what="the rated answer on eval.results")
+    result = joined()
+    assert result is not None and result.feedback[0].correction == "35 days, in Frankfurt."
+    assert result.prompt_version and result.metrics["answer_relevance"].value is not None
+    assert result.metrics["correction_similarity"].value is not None
 
     publish_documents([delete_event("acme/kb/backup.md")], kafka_bootstrap, topic_prefix)
     wait(lambda: "kb/backup.md" not in cited(url, key, question), what="the delete to land")

@@ -17,7 +17,13 @@ from shared.events import (
     InferenceTrace,
     RetrievedChunk,
 )
-from shared.topics import EVAL_CASES, EVAL_RESULTS, FEEDBACK_DLQ, INFERENCE_COMPLETED
+from shared.topics import (
+    EVAL_CASES,
+    EVAL_RESULTS,
+    FEEDBACK_DLQ,
+    FEEDBACK_EVENTS,
+    INFERENCE_COMPLETED,
+)
 from shared.upstream import publish_feedback
 from tests.kafka_helpers import consume
 
@@ -185,7 +191,7 @@ def test_a_killed_service_loses_no_join_and_counts_none_twice(
     svc.kill()  # mid-stream: no flush, no commit
     send_traces(b, p, [trace(t) for t in ids[half:]])
     publish_feedback([feedback[t] for t in ids[half:]], b, p)
-    again = start_service("feedback", LLMOPS_LOG_LEVEL="info")
+    again = start_service("feedback")
 
     def complete() -> dict[str, EvalResult] | None:
         got = latest_results(b, p, idle_s=1)
@@ -195,7 +201,19 @@ def test_a_killed_service_loses_no_join_and_counts_none_twice(
     if not results:
         got = latest_results(b, p)
         lost = [(ids.index(t), t in got) for t in ids if not (got.get(t) and got[t].feedback)]
-        raise AssertionError(f"not joined (index, has result): {lost}\n{again.log()[-4000:]}")
+        from kafka import KafkaConsumer, TopicPartition
+
+        from shared.kafka.reader import end_offsets
+
+        group = KafkaConsumer(bootstrap_servers=b, group_id=f"{p}llmops-feedback")
+        names = (INFERENCE_COMPLETED.name(p), FEEDBACK_EVENTS.name(p))
+        committed = {(t, n): group.committed(TopicPartition(t, n)) for t in names for n in range(4)}
+        group.close()
+        ends = {t: end_offsets(b, t) for t in names}
+        raise AssertionError(
+            f"not joined (index, has result): {lost}\ncommitted {committed}\nends {ends}\n"
+            f"{again.log()[-4000:]}"
+        )
     assert set(results) == set(ids)
     for t in ids:  # every feedback joined once, and only its own
         assert [f.feedback_id for f in results[t].feedback] == [feedback[t].event_id]

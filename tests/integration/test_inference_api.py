@@ -30,11 +30,11 @@ from services.inference.traces import TracePublisher
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
 from shared.embedder import get_embedder
-from shared.events import DocumentEvent, InferenceTrace
+from shared.events import DocumentEvent, FeedbackEvent, InferenceTrace
 from shared.http import wait_ok
 from shared.kafka.admin import create_topics
 from shared.settings import PlatformSettings, QdrantSettings
-from shared.topics import INFERENCE_COMPLETED
+from shared.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
 from shared.vector_store import VectorStore
 from tests.kafka_helpers import consume
 
@@ -103,7 +103,8 @@ def world(
     )
     llm = make_llm(s)
     publisher = TracePublisher(kafka_bootstrap, INFERENCE_COMPLETED.name(prefix))
-    app = create_app(build_runtime(s, store, llm, publisher))
+    feedback = TracePublisher(kafka_bootstrap, FEEDBACK_EVENTS.name(prefix))
+    app = create_app(build_runtime(s, store, llm, publisher, feedback))
     with TestClient(app) as client:
         yield {
             "client": client,
@@ -625,3 +626,58 @@ def test_a_chunked_body_over_the_limit_gets_413_and_the_key_is_checked_first(
     assert len(read) <= 1, "the body of an unknown caller was read"
     r = c.post("/v1/retrieve", content=b"x" * 10_000, headers={"content-type": "application/json"})
     assert r.status_code == 401 and "missing API key" in r.json()["detail"]
+
+
+def test_feedback_is_stored_redacted_and_only_on_the_keys_own_tenants_traces(
+    world: dict[str, Any],
+) -> None:
+    c, keys = world["client"], world["keys"]
+    asked = c.post(
+        "/v1/query", json={"question": "How do I connect to the VPN?"}, headers=auth(keys["a"])
+    )
+    assert asked.status_code == 200
+    tid = asked.json()["trace_id"]
+    body = {
+        "trace_id": tid,
+        "value": {"type": "thumbs", "thumbs": "down"},
+        "comment": "wrong, mail me at jane.doe@example.com",
+        "correction": "Choose the Berlin gateway.",
+        "user": "u-42",
+    }
+    r = c.post("/v1/feedback", json=body, headers=auth(keys["a"]))
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert accepted["author"] == "a/u-42" and accepted["trace_id"] == tid
+    # the same tenant's other key may rate it; another tenant's may not, nor may a forged id
+    assert c.post("/v1/feedback", json=body, headers=auth(keys["hr"])).status_code == 202
+    for key, forged in ((keys["b"], tid), (keys["a"], "0" * 48), (keys["a"], tid[:32] + "0" * 16)):
+        r = c.post("/v1/feedback", json={**body, "trace_id": forged}, headers=auth(key))
+        assert r.status_code == 404 and "no trace" in r.json()["detail"]
+    assert c.post("/v1/feedback", json=body).status_code == 401
+    assert c.post("/v1/feedback", json=body, headers=auth(world["ro"])).status_code == 403
+    for value in (
+        {"type": "score", "score": 7, "min": 1, "max": 5},
+        {"type": "label", "label": "rude", "allowed": ["outdated", "wrong_doc"]},
+        {"type": "thumbs", "thumbs": "sideways"},
+    ):
+        r = c.post("/v1/feedback", json={**body, "value": value}, headers=auth(keys["a"]))
+        assert r.status_code == 422, value
+    assert (
+        c.post("/v1/feedback", json={**body, "trace_id": "x"}, headers=auth(keys["a"])).status_code
+        == 422
+    )
+    big = {**body, "correction": "x" * 5000}
+    assert c.post("/v1/feedback", json=big, headers=auth(keys["a"])).status_code == 413
+    limited = [
+        c.post("/v1/feedback", json=body, headers=auth(world["slow"])).status_code for _ in range(3)
+    ]
+    assert limited[-1] == 429  # the slow key's own tenant, over its rate
+
+    stored = [
+        FeedbackEvent.from_bytes(r.value)
+        for r in consume(world["bootstrap"], FEEDBACK_EVENTS.name(world["prefix"]), until=2)
+    ]
+    mine = next(f for f in stored if f.event_id == accepted["feedback_id"])
+    assert mine.tenant == "acme" and mine.trace_id == tid and mine.down is True
+    assert mine.comment == "wrong, mail me at [EMAIL]"
+    assert mine.correction == "Choose the Berlin gateway."

@@ -41,7 +41,9 @@ class Topic:
     def get_topic_name(self) -> str:
         return self.name
 
-    async def send(self, key: bytes | None, value: bytes, headers: Any = None) -> Any:
+    async def send(
+        self, key: bytes | None, value: bytes, headers: Any = None, partition: Any = None
+    ) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.sent.append((key, value, fut))
         return fut

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from shared.events import ContentType, DocumentEvent, Op
 from shared.schemas import export_schemas
 from shared.topics import DOCS_CHUNKS, TOPICS
@@ -49,6 +52,9 @@ def test_schema_export(tmp_path: Path) -> None:
         "DeadLetter.schema.json",
         "DocumentEvent.schema.json",
         "DocumentIndexed.schema.json",
+        "EvalCase.schema.json",
+        "EvalResult.schema.json",
+        "FeedbackEvent.schema.json",
         "InferenceTrace.schema.json",
     }
     doc = json.loads((tmp_path / "DocumentEvent.schema.json").read_text())
@@ -73,3 +79,47 @@ def test_topics_are_unique_and_chunks_compacted() -> None:
     assert len({t.base_name for t in TOPICS}) == len(TOPICS)
     assert DOCS_CHUNKS.config()["cleanup.policy"] == "compact"
     assert DOCS_CHUNKS.name("p.") == "p.docs.chunks"
+
+
+def test_a_version_1_trace_still_reads_and_a_version_3_does_not() -> None:
+    from shared.events import InferenceTrace
+
+    new = InferenceTrace(
+        trace_id="t" * 32, tenant="a", api_key_id="k", question="q", status="ok", context=["c"]
+    )
+    assert new.schema_version == 2
+    old = json.loads(new.to_bytes())
+    del old["context"], old["groups"]
+    old["schema_version"] = 1
+    read = InferenceTrace.model_validate(old)
+    assert read.schema_version == 1 and read.context == [] and read.groups == []
+    with pytest.raises(ValidationError, match="unsupported schema_version 3"):
+        InferenceTrace.model_validate({**old, "schema_version": 3})
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ({"type": "thumbs", "thumbs": "meh"}, "thumbs"),
+        ({"type": "score", "score": 6, "min": 1, "max": 5}, "outside its range"),
+        ({"type": "score", "score": 1, "min": 5, "max": 1}, "empty range"),
+        ({"type": "score", "score": float("inf")}, "finite"),
+        ({"type": "label", "label": "x", "allowed": ["a", "b"]}, "is not one of"),
+        ({"type": "stars", "stars": 5}, "does not match any of the expected tags"),
+    ],
+)
+def test_feedback_takes_one_typed_value_within_its_declared_range_or_set(
+    value: dict,
+    error: str,  # type: ignore[type-arg]
+) -> None:
+    from shared.events import FeedbackEvent
+
+    with pytest.raises(ValidationError, match=error):
+        FeedbackEvent(trace_id="t" * 32, tenant="a", author="k", value=value)
+    ok = FeedbackEvent(
+        trace_id="t" * 32,
+        tenant="a",
+        author="k",
+        value={"type": "label", "label": "a", "allowed": ["a"]},
+    )
+    assert FeedbackEvent.from_bytes(ok.to_bytes()) == ok and ok.down is None
