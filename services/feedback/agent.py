@@ -148,6 +148,11 @@ def build_app(
     # the agent and the sweep both change states; each takes its turn whole
     lock = asyncio.Lock()
     deadlines: dict[bytes, float] = {}
+    # where the batch in hand is, and since when: the sweep warns about one that is stuck
+    busy: dict[str, Any] = {"stage": None, "since": 0.0}
+
+    def at(stage: str | None) -> None:
+        busy["stage"], busy["since"] = stage, time.monotonic()
 
     def load(key: bytes) -> State | None:
         raw = table.data.get(key)
@@ -184,6 +189,9 @@ def build_app(
         return bool(state and state.trace and state.trace.event_id == trace.event_id)
 
     async def handle(events: list[EventT[Any]]) -> None:
+        if not busy.get("counted"):
+            busy["counted"] = True
+            log.info("%d trace states in the table at its first batch", len(table.data))
         now = time.time()
         decoded: list[tuple[EventT[Any], InferenceTrace | FeedbackEvent]] = []
         for ev in events:
@@ -202,7 +210,9 @@ def build_app(
             and sampled(t.trace_id, settings.sample_rate)
             and not scored_before(t)
         }
+        at("scoring")
         metrics = await off_loop(scorer.traces, new) if new else {}
+        at("joining")
         states: dict[str, State | None] = {}
         sources: dict[str, list[EventT[Any]]] = defaultdict(list)
         changed: set[str] = set()
@@ -228,11 +238,14 @@ def build_app(
             if outcome.changed:
                 changed.add(tid)
             letters += [(letter, ev) for letter in outcome.letters]
+        at("scoring corrections")
         await correct(states, changed)
+        at("sending")
         for letter, ev in letters:
             await out.forward(letter_of(letter), [ev])
         for tid in states:
             await publish(tid, states[tid], sources[tid], tid in changed)
+        at(None)
 
     async def correct(states: dict[str, State | None], changed: set[str]) -> None:
         """correction_similarity for traces whose latest correction is new."""
@@ -272,11 +285,16 @@ def build_app(
             settings.batch_size, within=settings.batch_wait_s
         )
         async for events in batches:
+            at("waiting for the sweep")
             async with lock:
+                at("decoding")
                 await handle(list(events))
 
     @app.timer(settings.sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep() -> None:
+        stuck = time.monotonic() - busy["since"]
+        if busy["stage"] is not None and stuck > 60:
+            log.warning("a batch has been %s for %.0f s", busy["stage"], stuck)
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return
         async with lock:
