@@ -3,11 +3,13 @@ idempotent feedback, and a SIGKILL that neither loses a join nor counts one twic
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from shared.events import (
     DeadLetter,
@@ -17,7 +19,7 @@ from shared.events import (
     InferenceTrace,
     RetrievedChunk,
 )
-from shared.kafka.reader import read_to_end
+from shared.kafka.reader import end_offsets, read_to_end
 from shared.topics import (
     EVAL_CASES,
     EVAL_RESULTS,
@@ -82,6 +84,25 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, every_s: float =
         time.sleep(every_s)
         got = check()
     return got
+
+
+def explain(b: str, p: str, ids: list[str], service: Any) -> str:
+    """What a failed restart left behind: the traces not joined, the group's committed
+    offsets against the ends, and the service's log with every thread and task (SIGUSR1
+    makes mode's worker print them)."""
+    os.kill(service.proc.pid, signal.SIGUSR1)
+    time.sleep(2)
+    got = latest_results(b, p)
+    lost = [(ids.index(t), t in got) for t in ids if not (got.get(t) and got[t].feedback)]
+    group = KafkaConsumer(bootstrap_servers=b, group_id=f"{p}llmops-feedback")
+    names = (INFERENCE_COMPLETED.name(p), FEEDBACK_EVENTS.name(p))
+    committed = {(t, n): group.committed(TopicPartition(t, n)) for t in names for n in range(4)}
+    group.close()
+    ends = {t: end_offsets(b, t) for t in names}
+    return (
+        f"not joined (index, has a result): {lost}\ncommitted {committed}\nends {ends}\n"
+        f"{service.log()[-30000:]}"
+    )
 
 
 def test_feedback_joins_its_trace_in_either_order_and_dead_letters_the_rest(
@@ -197,28 +218,7 @@ def test_a_killed_service_loses_no_join_and_counts_none_twice(
         return got if all(got.get(t) and got[t].feedback for t in ids) else None
 
     results = wait_for(complete, timeout_s=180)
-    if not results:
-        import os
-        import signal
-
-        assert again.proc is not None
-        os.kill(again.proc.pid, signal.SIGUSR1)  # mode's worker: every thread and task, to its log
-        time.sleep(2)
-        got = latest_results(b, p)
-        lost = [(ids.index(t), t in got) for t in ids if not (got.get(t) and got[t].feedback)]
-        from kafka import KafkaConsumer, TopicPartition
-
-        from shared.kafka.reader import end_offsets
-
-        group = KafkaConsumer(bootstrap_servers=b, group_id=f"{p}llmops-feedback")
-        names = (INFERENCE_COMPLETED.name(p), FEEDBACK_EVENTS.name(p))
-        committed = {(t, n): group.committed(TopicPartition(t, n)) for t in names for n in range(4)}
-        group.close()
-        ends = {t: end_offsets(b, t) for t in names}
-        raise AssertionError(
-            f"not joined (index, has result): {lost}\ncommitted {committed}\nends {ends}\n"
-            f"{again.log()[-30000:]}"
-        )
+    assert results, explain(b, p, ids, again)
     assert set(results) == set(ids)
     for t in ids:  # every feedback joined once, and only its own
         assert [f.feedback_id for f in results[t].feedback] == [feedback[t].event_id]
