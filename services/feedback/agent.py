@@ -307,7 +307,7 @@ def build_app(
             for key, raw in list(table.data.items()):
                 deadlines[key] = deadline(State.from_bytes(raw), settings)
         now = time.time()
-        for key in [k for k, at in deadlines.items() if at <= now]:
+        for key in [k for k, due in deadlines.items() if due <= now]:
             state = load(key)
             if state is None or state.partition not in mine:
                 continue
