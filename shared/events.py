@@ -33,6 +33,12 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
+def record_key(event: Event) -> bytes:
+    """The Kafka key an event is published under: its own ``key`` (``tenant/doc_id`` for a
+    document, ``trace_id`` for a trace or feedback)."""
+    return str(getattr(event, "key")).encode()  # noqa: B009 - every published event has one
+
+
 def doc_key(tenant: str, doc_id: str) -> str:
     """Kafka key of every event about one document: its order matters, so one partition."""
     return f"{tenant}/{doc_id}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from shared.events import ContentType, DocumentEvent, Event, FeedbackEvent, Op
+from shared.events import ContentType, DocumentEvent, Event, FeedbackEvent, Op, record_key
 from shared.kafka.producer import make_producer
 from shared.topics import FEEDBACK_EVENTS, INGEST_DOCUMENTS, Topic
 
@@ -169,18 +169,18 @@ def _publish(
                 summary.failed += 1
                 summary.errors.append(str(item))
                 continue
-            key = str(getattr(item, "key"))  # noqa: B009 - every published event has one
+            key = record_key(item)
             value = item.to_bytes()
-            futures.append((key, len(value), producer.send(topic, key=key.encode(), value=value)))
+            futures.append((key, len(value), producer.send(topic, key=key, value=value)))
         producer.flush()
-        for key, size, fut in futures:
+        for sent_key, size, fut in futures:
             try:
                 fut.get(timeout=60)
                 summary.sent += 1
                 summary.bytes += size
             except Exception as exc:  # noqa: BLE001 - reported per record
                 summary.failed += 1
-                summary.errors.append(f"{key}: {type(exc).__name__}: {exc}")
+                summary.errors.append(f"{sent_key.decode()}: {type(exc).__name__}: {exc}")
     finally:
         producer.close()
     return summary

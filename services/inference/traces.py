@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from shared.events import Event
+from shared.events import Event, record_key
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,6 @@ class PublishFailed(RuntimeError):
 
 
 Item = tuple[Event, "asyncio.Future[None] | None"]
-
-
-def key_of(event: Event) -> bytes:
-    """The record key: the event's own ``key`` (a trace's is its ``trace_id``)."""
-    return str(getattr(event, "key")).encode()  # noqa: B009 - every published event has one
 
 
 @dataclass
@@ -130,7 +125,7 @@ class TracePublisher:
                             await asyncio.sleep(self.linger_ms / 1000)
                     self._take_ready()
                     sends = [
-                        await producer.send(self.topic, key=key_of(t), value=t.to_bytes())
+                        await producer.send(self.topic, key=record_key(t), value=t.to_bytes())
                         for t, _ in self._batch
                     ]
                     await asyncio.gather(*sends)
