@@ -20,7 +20,7 @@ from services.feedback.scores import (
     HIGHER_IS_BETTER,
     ONLINE,
     Answered,
-    cited_numbers,
+    cited_docs,
     correction_similarity,
     encode_all,
     missing,
@@ -238,8 +238,10 @@ def score_case(
         )
     else:
         metrics["correction_similarity"] = missing("the case has no expected answer")
-    by_n = {c["n"]: c["doc_id"] for c in response["citations"]}
-    cited = list(dict.fromkeys(by_n[n] for n in cited_numbers(a.answer) if n in by_n))
+    # citations are numbered 1, 2, ... as the passages were
+    cited = cited_docs(
+        a.answer, [c["doc_id"] for c in sorted(response["citations"], key=lambda c: c["n"])]
+    )
     if case.expected_docs:
         metrics["expected_docs_cited"] = value(
             sum(d in cited for d in case.expected_docs) / len(case.expected_docs)

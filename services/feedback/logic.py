@@ -15,7 +15,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.feedback.scores import EVALUATOR_VERSION, cited_numbers, not_scored
+from services.feedback.scores import EVALUATOR_VERSION, cited_docs, not_scored
 from shared.events import (
     EvalCase,
     EvalResult,
@@ -153,11 +153,6 @@ def joined(fb: FeedbackEvent) -> JoinedFeedback:
 
 def info_of(trace: InferenceTrace) -> TraceInfo:
     """The summary of a trace that its state keeps."""
-    docs = [
-        trace.retrieved[n - 1].doc_id
-        for n in cited_numbers(trace.answer)
-        if 1 <= n <= len(trace.retrieved)
-    ]
     return TraceInfo(
         event_id=trace.event_id,
         tenant=trace.tenant,
@@ -170,7 +165,7 @@ def info_of(trace: InferenceTrace) -> TraceInfo:
         status=trace.status,
         endpoint=trace.endpoint,
         event_time=trace.event_time,
-        cited_docs=list(dict.fromkeys(docs)),
+        cited_docs=cited_docs(trace.answer, [c.doc_id for c in trace.retrieved]),
         groups=trace.groups,
     )
 

@@ -71,6 +71,13 @@ def cited_numbers(text: str) -> list[int]:
     return [int(n) for group in _CITATION.findall(text) for n in group.split(",")]
 
 
+def cited_docs(answer: str, docs: Sequence[str]) -> list[str]:
+    """The documents an answer cites, first citation first, each once: ``docs[n - 1]`` is
+    the document of passage [n]; a number with no passage is ignored."""
+    cited = (docs[n - 1] for n in cited_numbers(answer) if 1 <= n <= len(docs))
+    return list(dict.fromkeys(cited))
+
+
 def without_citations(text: str) -> str:
     """``text`` with its [n] markers removed and spaces tidied."""
     return " ".join(_CITATION_AND_SPACE.sub("", text).split())
