@@ -184,14 +184,7 @@ def build_app(
     async def off_loop(fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    def scored_before(trace: InferenceTrace) -> bool:
-        state = load(trace.trace_id.encode())
-        return bool(state and state.trace and state.trace.event_id == trace.event_id)
-
     async def handle(events: list[EventT[Any]]) -> None:
-        if not busy.get("counted"):
-            busy["counted"] = True
-            log.info("%d trace states in the table at its first batch", len(table.data))
         now = time.time()
         decoded: list[tuple[EventT[Any], InferenceTrace | FeedbackEvent]] = []
         for ev in events:
@@ -201,6 +194,13 @@ def build_app(
                 decoded.append((ev, model.from_bytes(raw)))
             except ValidationError as exc:  # can never succeed
                 await out.dead_letter(ev, "feedback.decode", exc)
+        # each trace's state, read once for the batch; updated as its events are applied
+        states = {obj.trace_id: load(obj.trace_id.encode()) for _, obj in decoded}
+
+        def scored_before(trace: InferenceTrace) -> bool:
+            state = states[trace.trace_id]
+            return bool(state and state.trace and state.trace.event_id == trace.event_id)
+
         # every new, sampled, answerable trace of the batch in one model call
         new = {
             t.trace_id: answered(t)
@@ -213,13 +213,12 @@ def build_app(
         at("scoring")
         metrics = await off_loop(scorer.traces, new) if new else {}
         at("joining")
-        states: dict[str, State | None] = {}
         sources: dict[str, list[EventT[Any]]] = defaultdict(list)
         changed: set[str] = set()
         letters: list[tuple[Letter, EventT[Any]]] = []
         for ev, obj in decoded:
             tid = obj.trace_id
-            state = states[tid] if tid in states else load(tid.encode())
+            state = states[tid]
             msg = ev.message
             if isinstance(obj, InferenceTrace):
                 outcome = on_trace(state, obj, msg.partition, metrics.get(tid), now)
