@@ -168,8 +168,8 @@ class LocalBroker:
                 classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # one argument: an id may start with "-", which argparse would take for a flag
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(config),
             ],

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
+from shared.kafka import broker
 from shared.kafka.admin import create_topics
 from shared.kafka.broker import answers_metadata, free_port
+from shared.settings import PlatformSettings
 from shared.topics import DOCS_CHUNKS, TOPICS
 
 pytestmark = pytest.mark.integration
@@ -80,3 +82,16 @@ def test_topics_create_is_idempotent_and_configured(kafka_bootstrap: str) -> Non
         assert configs["retention.ms"]["value"] == "-1"
     finally:
         admin.close()
+
+
+def test_storage_formats_with_a_cluster_id_that_looks_like_a_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one id in 64 starts with "-": passed as a separate argument, the tool took it for a flag
+    monkeypatch.setattr(broker, "base64_uuid", lambda: "-Ab3KJ4dQm6PzKq1cN0x0w")
+    settings = PlatformSettings()
+    b = broker.local_broker(tmp_path, settings.cache_dir, free_port(), free_port())
+    b.run_dir.mkdir(parents=True)
+    b._format(broker.broker_classpath(settings.cache_dir), b._write_config())
+    meta = (b.run_dir / "data" / "meta.properties").read_text()
+    assert "cluster.id=-Ab3KJ4dQm6PzKq1cN0x0w" in meta
