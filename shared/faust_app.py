@@ -8,6 +8,7 @@ from typing import Any
 
 import faust
 from faust.types import EventT, StreamT, TopicT
+from mode.utils.queues import FlowControlEvent
 
 from shared.delivery import Deliveries
 from shared.settings import KafkaSettings, PlatformSettings
@@ -71,7 +72,27 @@ def make_app(
         return consumer
 
     app._new_consumer = consumer_that_commits_before_handing_over  # type: ignore[method-assign]
+    keep_what_flows(app.flow_control)
     return app
+
+
+def keep_what_flows(flow: FlowControlEvent) -> None:
+    """Make ``flow.resume()`` clear the stream queues only when flow was suspended.
+
+    A resume empties every stream queue, which is right after a suspension (what is queued
+    then predates the seek to the committed offsets). But faust's recovery also resumes flow
+    that is already on, after it has resumed the stream partitions and awaited their seek:
+    the records fetched in that await were dropped without being acknowledged, and the
+    partitions' commits stopped at the first of them for good (a restarted feedback service
+    lost joins and never committed again). Those records are valid; keep them.
+    """
+    resume = flow.resume
+
+    def resume_unless_flowing() -> None:
+        if not flow.is_active():
+            resume()
+
+    flow.resume = resume_unless_flowing  # type: ignore[method-assign]
 
 
 def faust_topic(app: faust.App, topic: Topic, prefix: str) -> TopicT:

@@ -17,3 +17,22 @@ def test_the_app_takes_its_limits_and_session_from_the_settings(tmp_path: Path) 
     assert app.conf.broker_heartbeat_interval == 2.5
     # faust's own default (60 s) made a killed dev process wait a minute before resuming
     assert KafkaSettings().session_timeout_s == 10.0
+
+
+def test_resuming_flow_that_is_on_keeps_what_is_queued(tmp_path: Path) -> None:
+    # faust's recovery resumed flow a second time after the streams had started fetching,
+    # and that resume emptied the queues: a restarted service lost records and stopped
+    # committing
+    app = make_app("svc", KafkaSettings(), PlatformSettings(data_dir=tmp_path), "127.0.0.1:1")
+    flow = app.flow_control
+    queue = app.FlowControlQueue(clear_on_resume=True)
+    queue.force_put_nowait("queued while suspended")
+    flow.resume()
+    assert queue.empty(), "a resume after a suspension still drops what predates it"
+    queue.force_put_nowait("fetched while flowing")
+    flow.resume()
+    assert queue.get_nowait() == "fetched while flowing"
+    flow.suspend()
+    queue.force_put_nowait("queued while suspended")
+    flow.resume()
+    assert queue.empty()
