@@ -469,6 +469,96 @@ class DeadLetter(Event):
     failed_at: datetime = Field(default_factory=utcnow, description="When the stage gave up.")
 
 
+METRIC_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,99}$"
+LABEL_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,63}$"
+
+
+class MetricKind(StrEnum):
+    """What a metric point's figures mean."""
+
+    COUNTER = "counter"  # count: how many in the window
+    DISTRIBUTION = "distribution"  # count, sum, min, max and quantiles of observed values
+    RATIO = "ratio"  # value = sum / count: the share of the window's events that matched
+    GAUGE = "gauge"  # value: a level sampled in the window (the last one)
+
+
+def series_key(name: str, labels: dict[str, str]) -> str:
+    """One series of a metric: its name and its labels in order, as Prometheus writes it."""
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}"
+
+
+class MetricPoint(Event):
+    """One metric of one series over one closed event-time window. Topic
+    ``monitoring.metrics``, keyed by the series (name and labels)."""
+
+    name: str = Field(pattern=METRIC_NAME_PATTERN, description="e.g. inference_latency_ms.")
+    kind: MetricKind
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="tenant, endpoint, stage, status, ... as they apply."
+    )
+    window_start: datetime = Field(description="Start of the window (event time, inclusive).")
+    window_end: datetime = Field(description="End of the window (event time, exclusive).")
+    count: int = Field(ge=0, description="Events (or observations) in the window.")
+    value: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="The figure rules read by default: count for a counter, sum/count for a "
+        "ratio, the level for a gauge, the mean for a distribution.",
+    )
+    sum: float | None = Field(default=None, allow_inf_nan=False)
+    min: float | None = Field(default=None, allow_inf_nan=False)
+    max: float | None = Field(default=None, allow_inf_nan=False)
+    p50: float | None = Field(default=None, allow_inf_nan=False)
+    p95: float | None = Field(default=None, allow_inf_nan=False)
+    p99: float | None = Field(default=None, allow_inf_nan=False)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not re.match(LABEL_NAME_PATTERN, k)]
+        if bad:
+            raise ValueError(f"label names must match {LABEL_NAME_PATTERN}: {bad}")
+        return v
+
+    @property
+    def key(self) -> str:
+        """Kafka key: the series, e.g. ``inference_requests{endpoint="query",tenant="acme"}``."""
+        return series_key(self.name, self.labels)
+
+
+class AlertState(StrEnum):
+    """What an alert record says; pending alerts are not published."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Alert(Event):
+    """A transition of one alert (a rule and the labels of one series). Topic
+    ``monitoring.alerts``, keyed by fingerprint; ``event_time`` is the event time of the window
+    that caused it, so a replay gives the same records."""
+
+    fingerprint: str = Field(description="Hash of the rule name and the alert's labels.")
+    rule: str
+    state: AlertState
+    severity: str
+    labels: dict[str, str] = Field(description="The series' labels, the rule's, alertname.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="summary, description and runbook_url, rendered."
+    )
+    value: float | None = Field(
+        default=None, allow_inf_nan=False, description="The value that last matched, if any."
+    )
+    starts_at: datetime = Field(description="When it started firing (event time).")
+    ends_at: datetime | None = Field(default=None, description="When it resolved.")
+
+    @property
+    def key(self) -> str:
+        """Kafka key: the fingerprint."""
+        return self.fingerprint
+
+
 EVENT_MODELS: dict[str, type[Event]] = {
     m.__name__: m
     for m in (
@@ -480,5 +570,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
         EvalResult,
         EvalCase,
         DeadLetter,
+        MetricPoint,
+        Alert,
     )
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shared.events import (
+    Alert,
     ChunkBatch,
     DeadLetter,
     DocumentEvent,
@@ -18,6 +19,7 @@ from shared.events import (
     Event,
     FeedbackEvent,
     InferenceTrace,
+    MetricPoint,
 )
 from shared.settings import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -143,6 +145,32 @@ EVAL_CASES = Topic(
     cleanup_policy="compact",
     retention_ms=-1,
 )
+MONITORING_METRICS = Topic(
+    base_name="monitoring.metrics",
+    partitions=1,
+    value_model=MetricPoint,
+    key="series (name and labels)",
+    description="Windowed metrics of every topic above, one record per series and closed "
+    "event-time window.",
+    retention_ms=30 * DAY_MS,
+)
+MONITORING_ALERTS = Topic(
+    base_name="monitoring.alerts",
+    partitions=1,
+    value_model=Alert,
+    key="fingerprint",
+    description="Alert transitions (firing, resolved, and repeats of long-firing alerts) as "
+    "the alert rules decide them at each window's close.",
+    retention_ms=90 * DAY_MS,
+)
+MONITORING_DLQ = Topic(
+    base_name="monitoring.dlq",
+    partitions=1,
+    value_model=DeadLetter,
+    key="original key",
+    description="Records the monitoring service cannot read, with the reason and offset.",
+    retention_ms=30 * DAY_MS,
+)
 
 TOPICS: tuple[Topic, ...] = (
     INGEST_DOCUMENTS,
@@ -155,4 +183,7 @@ TOPICS: tuple[Topic, ...] = (
     FEEDBACK_DLQ,
     EVAL_RESULTS,
     EVAL_CASES,
+    MONITORING_METRICS,
+    MONITORING_ALERTS,
+    MONITORING_DLQ,
 )

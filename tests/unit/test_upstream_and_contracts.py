@@ -48,6 +48,7 @@ def test_schema_export(tmp_path: Path) -> None:
     files = export_schemas(tmp_path)
     names = {f.name for f in files}
     assert names == {
+        "Alert.schema.json",
         "ChunkBatch.schema.json",
         "DeadLetter.schema.json",
         "DocumentEvent.schema.json",
@@ -56,6 +57,7 @@ def test_schema_export(tmp_path: Path) -> None:
         "EvalResult.schema.json",
         "FeedbackEvent.schema.json",
         "InferenceTrace.schema.json",
+        "MetricPoint.schema.json",
     }
     doc = json.loads((tmp_path / "DocumentEvent.schema.json").read_text())
     assert {
