@@ -7,8 +7,10 @@ from pathlib import Path
 from pydantic_settings import BaseSettings
 
 from services.embedding.settings import EmbeddingSettings
+from services.feedback.settings import FeedbackSettings
 from services.inference.settings import InferenceSettings
 from services.ingestion.settings import IngestionSettings
+from services.monitoring.settings import MonitoringSettings
 from shared.settings import KafkaSettings, PlatformSettings, QdrantSettings
 
 SETTINGS: tuple[type[BaseSettings], ...] = (
@@ -18,6 +20,8 @@ SETTINGS: tuple[type[BaseSettings], ...] = (
     QdrantSettings,
     EmbeddingSettings,
     InferenceSettings,
+    FeedbackSettings,
+    MonitoringSettings,
 )
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -1,0 +1,175 @@
+"""Tumbling event-time windows with a grace period: pure, no Kafka.
+
+Observations go into the window their event time falls in. A window closes when the
+watermark (the latest event time seen) passes its end plus the grace period; it is then
+turned into one ``MetricPoint`` per series. An observation for a window that has already
+closed is not merged into anything: it is counted as late, in the window it arrived in.
+Quantiles come from DDSketch (mergeable, with a bounded relative error), never from sorted
+lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ddsketch import DDSketch
+
+from shared.events import MetricKind, MetricPoint
+
+# A quantile within 1% of the true value, whatever the scale (latencies, scores, tokens).
+RELATIVE_ACCURACY = 0.01
+LATE = "monitoring_late_events"
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def labels_of(labels: dict[str, str]) -> Labels:
+    """Labels in a hashable, ordered form."""
+    return tuple(sorted(labels.items()))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One thing a record says about one metric series.
+
+    counter: counts one (``value`` ignored); distribution: one observed value; ratio: one
+    event, matching when ``value`` is 1; gauge: a level.
+    """
+
+    name: str
+    kind: MetricKind
+    labels: Labels
+    value: float = 1.0
+
+
+@dataclass
+class Aggregate:
+    """What a window knows of one series."""
+
+    kind: MetricKind
+    count: int = 0
+    total: float = 0.0
+    low: float | None = None
+    high: float | None = None
+    last: float | None = None
+    sketch: DDSketch | None = None
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.last = value
+        self.low = value if self.low is None else min(self.low, value)
+        self.high = value if self.high is None else max(self.high, value)
+        if self.kind is MetricKind.DISTRIBUTION:
+            if self.sketch is None:
+                self.sketch = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+            self.sketch.add(value)
+
+    def point(self, name: str, labels: Labels, start: datetime, end: datetime) -> MetricPoint:
+        common = {
+            "name": name,
+            "kind": self.kind,
+            "labels": dict(labels),
+            "window_start": start,
+            "window_end": end,
+            "count": self.count,
+            # deterministic: a replay of the same records gives the same events
+            "event_id": f"{name}|{labels}|{start.isoformat()}",
+            "event_time": end,
+        }
+        if self.kind is MetricKind.COUNTER:
+            return MetricPoint(**common, value=float(self.count))
+        if self.kind is MetricKind.RATIO:
+            return MetricPoint(**common, value=self.total / self.count, sum=self.total)
+        if self.kind is MetricKind.GAUGE:
+            return MetricPoint(**common, value=self.last, min=self.low, max=self.high)
+        sketch = self.sketch
+        assert sketch is not None
+        q = sketch.get_quantile_value
+        return MetricPoint(
+            **common,
+            value=self.total / self.count,
+            sum=self.total,
+            min=self.low,
+            max=self.high,
+            # the sketch's answer is within 1%; clamp it to what was seen
+            p50=_clamp(q(0.50), self.low, self.high),
+            p95=_clamp(q(0.95), self.low, self.high),
+            p99=_clamp(q(0.99), self.low, self.high),
+        )
+
+
+def _clamp(v: float | None, low: float | None, high: float | None) -> float | None:
+    if v is None or low is None or high is None:
+        return v
+    return min(max(v, low), high)
+
+
+@dataclass
+class Windows:
+    """Open windows, by start, each with its series."""
+
+    size_s: float
+    grace_s: float
+    watermark: datetime | None = None
+    open: dict[datetime, dict[tuple[str, Labels], Aggregate]] = field(default_factory=dict)
+    closed_before: datetime | None = None  # every window starting earlier has closed
+
+    def start_of(self, t: datetime) -> datetime:
+        """The start of the window ``t`` falls in (windows are aligned to the epoch)."""
+        ts = t.timestamp()
+        return datetime.fromtimestamp(ts - ts % self.size_s, UTC)
+
+    def add(self, t: datetime, observations: Iterable[Observation]) -> datetime:
+        """Count a record's observations at event time ``t``; returns the start of the window
+        it counts in. A record whose window has closed is late: it is counted as late in the
+        newest open window, and that window's start is returned."""
+        start = self.start_of(t)
+        self.watermark = t if self.watermark is None else max(self.watermark, t)
+        if self.closed_before is not None and start < self.closed_before:
+            late_at = max(self.start_of(self.watermark), self.closed_before)
+            self._series(late_at, LATE, MetricKind.COUNTER, ()).add(1.0)
+            return late_at
+        for o in observations:
+            self._series(start, o.name, o.kind, o.labels).add(o.value)
+        self.open.setdefault(start, {})
+        return start
+
+    def advance(self, t: datetime) -> None:
+        """Move the watermark to ``t`` without a record (time passes while nothing comes)."""
+        self.watermark = t if self.watermark is None else max(self.watermark, t)
+
+    def _series(self, start: datetime, name: str, kind: MetricKind, labels: Labels) -> Aggregate:
+        series = self.open.setdefault(start, {})
+        agg = series.get((name, labels))
+        if agg is None:
+            agg = series[(name, labels)] = Aggregate(kind)
+        return agg
+
+    def close(self) -> list[tuple[datetime, datetime, list[MetricPoint]]]:
+        """Close every window whose end plus grace the watermark has passed, oldest first:
+        (start, end, its points) for each, a window with no data included (rules need to
+        see that nothing came)."""
+        if self.watermark is None:
+            return []
+        size = timedelta(seconds=self.size_s)
+        grace = timedelta(seconds=self.grace_s)
+        first = min(self.open) if self.open else None
+        if self.closed_before is not None:
+            first = self.closed_before if first is None else min(first, self.closed_before)
+        if first is None:
+            return []
+        out = []
+        start = first
+        while start + size + grace <= self.watermark:
+            series = self.open.pop(start, {})
+            end = start + size
+            points = [agg.point(n, labels, start, end) for (n, labels), agg in series.items()]
+            points.sort(key=lambda p: p.key)
+            out.append((start, end, points))
+            start = end
+        if out:
+            self.closed_before = start
+        return out

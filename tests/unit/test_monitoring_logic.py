@@ -1,0 +1,202 @@
+"""The monitoring service's pure parts: windows, what records say, rules and the lifecycle."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from services.monitoring.alerts import (
+    INACTIVE,
+    Lifecycle,
+    NoData,
+    Rule,
+    RulesError,
+    evaluate,
+    fingerprint,
+    load_rules,
+    step,
+)
+from services.monitoring.observe import observe
+from services.monitoring.settings import RULES_FILE
+from services.monitoring.windows import LATE, Observation, Windows
+from shared.events import AlertState, InferenceTrace, MetricKind, MetricPoint
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def latency(v: float) -> Observation:
+    return Observation("lat", MetricKind.DISTRIBUTION, (("tenant", "a"),), v)
+
+
+def test_a_window_closes_after_its_grace_and_late_events_are_counted_not_merged() -> None:
+    w = Windows(size_s=60, grace_s=10)
+    for i in range(1, 1001):
+        w.add(at(i * 0.05), [latency(float(i))])  # all in [12:00, 12:01)
+    assert w.close() == []
+    w.add(at(65), [latency(5.0)])  # 12:01:05: inside the grace, the first window stays open
+    assert w.close() == []
+    w.add(at(30), [latency(1e6)])  # late but within grace: merged into its window
+    w.add(at(70), [])  # the watermark passes 12:01 + 10 s
+    ((start, end, points),) = w.close()
+    assert (start, end) == (at(0), at(60))
+    (p,) = points
+    assert p.count == 1001 and p.max == 1e6 and p.min == 1
+    assert p.p50 == pytest.approx(501, rel=0.02) and p.p99 == pytest.approx(991, rel=0.02)
+    assert w.add(at(59), [latency(7.0)]) == at(60)  # its window has closed: counted there
+    w.add(at(130), [])
+    ((_, _, second),) = w.close()
+    by_name = {p.name: p for p in second}
+    assert by_name[LATE].count == 1, "counted where it arrived"
+    assert by_name["lat"].count == 1 and by_name["lat"].max == 5.0, "and merged nowhere"
+
+
+def test_windows_without_data_still_close_and_replays_give_the_same_points() -> None:
+    def run() -> list[tuple[datetime, list[MetricPoint]]]:
+        w = Windows(size_s=10, grace_s=0)
+        w.add(at(1), [Observation("n", MetricKind.COUNTER, ())])
+        w.add(at(35), [Observation("n", MetricKind.COUNTER, ())])
+        return [(s, pts) for s, _, pts in w.close()]
+
+    first = run()
+    assert [(s, len(p)) for s, p in first] == [(at(0), 1), (at(10), 0), (at(20), 0)]
+    assert run() == first  # event ids and times too
+
+
+def trace(status: str = "ok", total: float = 120.0, score: float = 0.8) -> bytes:
+    return InferenceTrace(
+        trace_id="t" * 16,
+        tenant="acme",
+        api_key_id="k",
+        question="q?",
+        status=status,
+        timings_ms={"retrieve": 20.0, "total": total},
+        retrieved=[{"chunk_id": "c", "doc_id": "d", "score": score}],
+        event_time=at(3),
+    ).to_bytes()
+
+
+def test_a_trace_says_requests_errors_latency_and_retrieval() -> None:
+    seen = observe("inference.completed", trace(), 0.3)
+    assert seen.at == at(3)
+    by = {(o.name, dict(o.labels).get("stage")): o for o in seen.observations}
+    assert by[("inference_error_rate", None)].value == 0.0
+    assert by[("inference_latency_ms", "total")].value == 120.0
+    assert by[("retrieval_empty_rate", None)].value == 0
+    failed = observe("inference.completed", trace(status="error"), 0.3).observations
+    assert {o.name: o.value for o in failed}["inference_error_rate"] == 1.0
+    with pytest.raises(ValidationError):
+        observe("inference.completed", b'{"not": "a trace"}', 0.3)
+
+
+def rule(**kw: object) -> Rule:
+    base: dict[str, object] = {"name": "R", "metric": "m", "condition": "> 1"}
+    return Rule.model_validate({**base, **kw})
+
+
+def test_pending_then_firing_then_resolved_after_keep_firing_for() -> None:
+    r = rule(**{"for": "2m", "keep_firing_for": "1m"})
+    s = step(INACTIVE, 5, at(0), r)
+    assert s.state.phase == "pending" and s.publish is None
+    s = step(s.state, 5, at(60), r)
+    assert s.publish is None
+    s = step(s.state, 5, at(120), r)
+    assert s.publish is AlertState.FIRING and s.state.fired_at == at(120)
+    s = step(s.state, 0, at(180), r)  # stops holding: keeps firing for a minute
+    assert s.publish is None and s.state.phase == "firing"
+    s = step(s.state, 5, at(200), r)  # holds again: no second firing (no flapping)
+    assert s.publish is None
+    s = step(s.state, 0, at(240), r)
+    assert s.publish is None
+    s = step(s.state, 0, at(300), r)  # a minute after it stopped holding
+    assert s.publish is AlertState.RESOLVED and s.state.phase == "inactive"
+    # a pending alert that stops holding goes back quietly
+    assert step(step(INACTIVE, 5, at(0), r).state, 0, at(60), r) == step(INACTIVE, 0, at(60), r)
+
+
+def test_no_data_policies_and_the_repeat_interval() -> None:
+    firing = step(INACTIVE, 5, at(0), rule()).state
+    assert step(firing, None, at(60), rule()).publish is AlertState.RESOLVED
+    assert step(firing, None, at(60), rule(no_data="keep_state")).state == firing
+    assert step(firing, None, at(60), rule(no_data="alerting")).publish is None
+    repeat = rule(repeat_interval="5m")
+    assert step(firing, 5, at(240), repeat).publish is None
+    again = step(firing, 5, at(300), repeat)
+    assert again.publish is AlertState.FIRING and again.state.last_sent == at(300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(0, 3)), max_size=40), st.sampled_from(NoData))
+def test_firing_and_resolved_alternate_whatever_the_values(
+    values: list[float | None], no_data: NoData
+) -> None:
+    r = rule(**{"for": "1m", "keep_firing_for": "2m", "repeat_interval": "100d"}, no_data=no_data)
+    state, published = INACTIVE, []
+    for i, v in enumerate(values):
+        s = step(state, v, at(60 * i), r)
+        state = s.state
+        if s.publish is not None:
+            published.append(s.publish)
+    # firing, resolved, firing, ... : never a second firing or a resolved out of turn
+    assert all(
+        p is (AlertState.FIRING if i % 2 == 0 else AlertState.RESOLVED)
+        for i, p in enumerate(published)
+    )
+    assert Lifecycle.from_json(state.to_json()) == state
+
+
+def point(value: float, tenant: str = "a", count: int = 10) -> MetricPoint:
+    return MetricPoint(
+        name="m",
+        kind=MetricKind.RATIO,
+        labels={"tenant": tenant},
+        window_start=at(0),
+        window_end=at(60),
+        count=count,
+        value=value,
+    )
+
+
+def test_each_series_is_its_own_alert_with_a_stable_fingerprint() -> None:
+    r = rule(annotations={"summary": "{{ labels.tenant }} at {{ value }}"}, min_count=5)
+    states, alerts = evaluate([r], [point(2, "a"), point(0, "b"), point(9, "c", 3)], {}, at(60))
+    (alert,) = alerts
+    assert alert.labels["tenant"] == "a" and alert.annotations["summary"] == "a at 2"
+    assert alert.fingerprint == fingerprint("R", {"tenant": "a"}) and alert.starts_at == at(60)
+    assert alert.event_time == at(60)  # event time: a replay gives the same record
+    states2, alerts2 = evaluate([r], [], states, at(120))  # no data for a: resolves
+    assert [a.state for a in alerts2] == [AlertState.RESOLVED]
+    assert alerts2[0].ends_at == at(120) and alerts2[0].starts_at == at(60)
+    assert all(s.phase == "inactive" for s in states2.values())
+
+
+def test_the_default_rules_load_and_a_bad_file_names_its_line(tmp_path: Path) -> None:
+    names = {r.name for r in load_rules(RULES_FILE)}
+    assert {"HighErrorRate", "LLMUnavailable", "DeadLetters", "StaleIndex"} <= names
+    bad = tmp_path / "rules.yaml"
+    bad.write_text(
+        "rules:\n  - name: A\n    metric: m\n    condition: '> 1'\n"
+        "  - name: B\n    metric: m\n    condition: 'more than 3'\n"
+    )
+    with pytest.raises(RulesError, match=r"rules.yaml:5: condition: .*more than 3"):
+        load_rules(bad)
+    bad.write_text("rules:\n  - name: A\n    metric: m\n    condition: '> 1'\n    for: soon\n")
+    with pytest.raises(RulesError, match=r":2: for: .*not a duration"):
+        load_rules(bad)
+    bad.write_text("rules:\n  - name: [unclosed\n")
+    with pytest.raises(RulesError, match=r"rules.yaml:\d+: not YAML"):
+        load_rules(bad)
+    bad.write_text(
+        "rules:\n  - name: A\n    metric: m\n    condition: '> 1'\n"
+        "    annotations: {summary: '{{ value '}\n"
+    )
+    with pytest.raises(RulesError, match=r":2: annotations: .*annotation summary"):
+        load_rules(bad)
