@@ -121,6 +121,13 @@ def _feedback(p: Process) -> faust.App:
     return build_app(s, p.bootstrap, embedder=p.embedder(s.model))
 
 
+def _monitoring(p: Process) -> faust.App:
+    from services.monitoring.agent import build_app
+    from services.monitoring.settings import monitoring_settings
+
+    return build_app(p.settings(monitoring_settings), p.bootstrap)
+
+
 SERVICES: dict[str, Service] = {
     s.name: s
     for s in (
@@ -146,6 +153,11 @@ SERVICES: dict[str, Service] = {
             "feedback",
             "join feedback with traces, score every answer, build eval cases (faust)",
             _feedback,
+        ),
+        Service(
+            "monitoring",
+            "event-time metrics of every topic, alert rules with a lifecycle (faust)",
+            _monitoring,
         ),
     )
 }

@@ -1,0 +1,159 @@
+"""The monitoring agent: every platform topic in, windowed metrics and alerts out.
+
+Thin: decode each record into observations (``observe``), count them in event-time windows
+(``windows``), and at each window's close publish its points and run the alert rules
+(``alerts``). Every input is held (not acknowledged) until the window it counted in has
+been published, so a restart rebuilds open windows from the inputs themselves. The alerts'
+lifecycle lives in a faust table whose changelog the agent writes after the alerts are on
+the broker: a restart neither fires twice nor forgets to resolve.
+
+One worker sees every partition (its windows need all of them); run one replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+from faust.types import EventT
+from pydantic import ValidationError
+
+from services.monitoring.alerts import Lifecycle, Rule, Series, evaluate, load_rules
+from services.monitoring.observe import observe, watched
+from services.monitoring.settings import MonitoringSettings
+from services.monitoring.windows import Windows
+from shared.delivery import Deliveries
+from shared.events import Alert
+from shared.faust_app import faust_topic, make_app
+from shared.topics import MONITORING_ALERTS, MONITORING_DLQ, MONITORING_METRICS
+
+log = logging.getLogger(__name__)
+
+
+# the table's record of how far windows have been published and evaluated
+DONE_UNTIL = b"__evaluated_until__"
+
+
+def series_id(key: Series) -> bytes:
+    """The table key of one alert's state."""
+    return json.dumps([key[0], list(map(list, key[1]))]).encode()
+
+
+def series_of(raw: bytes) -> Series:
+    name, labels = json.loads(raw)
+    return name, tuple((k, v) for k, v in labels)
+
+
+def build_app(
+    settings: MonitoringSettings, bootstrap: str, rules: list[Rule] | None = None
+) -> faust.App:
+    """The monitoring faust app; ``rules`` default to the settings' rules file (read now, so
+    a bad file stops the start with its line and reason)."""
+    rules = load_rules(settings.rules_file) if rules is None else rules
+    app = make_app("monitoring", settings.kafka, settings.platform, bootstrap)
+    prefix = settings.kafka.topic_prefix
+    names = {t.name(prefix): t.base_name for t in watched()}
+    source = app.topic(*names, key_type=bytes, value_type=bytes)
+    metrics = faust_topic(app, MONITORING_METRICS, prefix)
+    alerts_out = faust_topic(app, MONITORING_ALERTS, prefix)
+    dlq = faust_topic(app, MONITORING_DLQ, prefix)
+    table = app.Table(
+        "alerts",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=1,
+        help="Lifecycle of every alert that is not inactive (pending or firing).",
+    )
+    out = Deliveries(dlq, "monitoring", settings.kafka.max_message_bytes)
+    windows = Windows(settings.window_s, settings.grace_s)
+    held: dict[datetime, list[EventT[Any]]] = defaultdict(list)
+    last_input = {"wall": time.monotonic()}
+
+    lock = asyncio.Lock()  # the agent and the timer both close windows; one at a time
+
+    def states() -> dict[Series, Lifecycle]:
+        return {
+            series_of(k): Lifecycle.from_json(json.loads(v))
+            for k, v in table.data.items()
+            if v and k != DONE_UNTIL
+        }
+
+    def done_until() -> datetime | None:
+        raw = table.data.get(DONE_UNTIL)
+        return datetime.fromisoformat(raw.decode()) if raw else None
+
+    async def keep(sources: list[EventT[Any]], key: bytes, raw: bytes | None) -> None:
+        if raw is None:
+            table.data.pop(key, None)
+        else:
+            table.data[key] = raw
+        await out.send(sources, table.changelog_topic, key, raw, partition=0)
+
+    async def publish(alert: Alert) -> None:
+        # awaited: the state that says it was sent is written only once it is on the broker
+        sent = await alerts_out.send(key=alert.key.encode(), value=alert.to_bytes())
+        await sent
+
+    async def close_windows() -> None:
+        async with lock:
+            for start, end, points in windows.close():
+                sources = held.pop(start, [])
+                until = done_until()
+                # after a restart, re-read inputs rebuild windows already published: skip them
+                if until is None or end > until:
+                    await close(sources, end, points)
+                for ev in sources:  # the window's own hold on its inputs
+                    ev.message.ack(app.consumer)
+
+    async def close(sources: list[EventT[Any]], end: datetime, points: list[Any]) -> None:
+        for p in points:
+            await out.send(sources, metrics, p.key.encode(), p.to_bytes())
+        changed, fired = evaluate(rules, points, states(), end)
+        for alert in fired:
+            await publish(alert)
+            log.warning(
+                "alert %s %s %s: %s",
+                alert.rule,
+                alert.state.value,
+                alert.labels,
+                alert.annotations.get("summary", ""),
+            )
+        for key, state in changed.items():
+            raw = None if state.phase == "inactive" else json.dumps(state.to_json()).encode()
+            await keep(sources, series_id(key), raw)
+        await keep(sources, DONE_UNTIL, end.isoformat().encode())
+
+    @app.agent(source, name="watch")
+    async def watch(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            last_input["wall"] = time.monotonic()
+            try:
+                seen = observe(names[msg.topic], msg.value or b"", settings.retrieval_threshold)
+            except ValidationError as exc:
+                await out.dead_letter(event, "monitoring.decode", exc)
+                continue
+            start = windows.add(seen.at, seen.observations)
+            msg.incref()  # held until its window is published
+            held[start].append(event)
+            await close_windows()
+
+    @app.timer(settings.close_every_s)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        # With no input for longer than a window and its grace, time still passes: windows
+        # close (with no data) on the wall clock. Replays stay exact while records flow.
+        idle = time.monotonic() - last_input["wall"]
+        if windows.watermark is not None and idle > settings.window_s + settings.grace_s:
+            windows.advance(
+                max(windows.watermark, datetime.now(UTC) - timedelta(seconds=settings.grace_s))
+            )
+            await close_windows()
+
+    return app

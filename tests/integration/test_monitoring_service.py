@@ -1,0 +1,185 @@
+"""The monitoring service on the real broker: windows published at close, an error-rate alert
+that goes pending, fires once and resolves, the same alerts from a replay, a SIGKILL that
+neither fires twice nor forgets to resolve, and bad records dead-lettered."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+
+from shared.events import Alert, AlertState, DeadLetter, InferenceTrace, MetricPoint
+from shared.kafka.admin import create_topics
+from shared.kafka.reader import read_to_end
+from shared.topics import INFERENCE_COMPLETED, MONITORING_ALERTS, MONITORING_DLQ, MONITORING_METRICS
+
+WINDOW_S = 10
+RULES = """
+rules:
+  - name: HighErrorRate
+    metric: inference_error_rate
+    condition: "> 0.5"
+    min_count: 3
+    for: 20s
+    keep_firing_for: 20s
+    severity: critical
+    annotations:
+      summary: "{{ value }} of requests of {{ labels.tenant }} fail"
+      runbook_url: docs/operations.md#higherrorrate
+"""
+# an aligned start a while ago: event time, not the wall clock, drives everything
+T0 = datetime.fromtimestamp((time.time() // 60 - 10) * 60, UTC)
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def traces(window: int, status: str, n: int = 5) -> list[InferenceTrace]:
+    return [
+        InferenceTrace(
+            trace_id=f"w{window:02d}-{i:02d}-{status}",
+            tenant="acme",
+            api_key_id="k1",
+            question="q?",
+            status=status,
+            timings_ms={"total": 100.0 + i},
+            event_time=at(window * WINDOW_S + i),
+        )
+        for i in range(n)
+    ]
+
+
+ERRORS_FIRE = [t for w in range(2) for t in traces(w, "ok")] + [
+    t for w in range(2, 6) for t in traces(w, "error")
+]
+CALM_RESOLVE = [t for w in range(6, 10) for t in traces(w, "ok")] + traces(12, "ok", 1)
+
+
+def send(bootstrap: str, prefix: str, records: list[InferenceTrace | bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for r in records:
+        raw = r if isinstance(r, bytes) else r.to_bytes()
+        producer.send(INFERENCE_COMPLETED.name(prefix), key=b"k", value=raw)
+    producer.flush()
+    producer.close()
+
+
+def alerts(bootstrap: str, prefix: str) -> list[Alert]:
+    return [
+        Alert.from_bytes(r.value) for r in read_to_end(bootstrap, MONITORING_ALERTS.name(prefix))
+    ]
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.5)
+    return check()
+
+
+def monitoring_env(tmp_path: Path) -> dict[str, str]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    return {
+        "MONITORING_RULES_FILE": str(rules),
+        "MONITORING_WINDOW_S": str(WINDOW_S),
+        "MONITORING_GRACE_S": "2",
+    }
+
+
+def transitions(found: list[Alert]) -> list[tuple[AlertState, datetime, datetime | None]]:
+    return [(a.state, a.starts_at, a.ends_at) for a in found]
+
+
+def test_an_error_burst_fires_once_and_resolves_and_a_replay_says_the_same(
+    kafka_bootstrap: str, topic_prefix: str, start_service: Any, tmp_path: Path
+) -> None:
+    b, p = kafka_bootstrap, topic_prefix
+    env = monitoring_env(tmp_path)
+    svc = start_service("monitoring", **env)
+    send(b, p, [*ERRORS_FIRE, *CALM_RESOLVE])
+    found = wait_for(lambda: len(alerts(b, p)) >= 2 and alerts(b, p))
+    assert found, svc.log()[-3000:]
+    # pending at the close of the first failing window (30 s), firing 20 s later, resolved
+    # 20 s after the first calm window closed (70 s): all in event time
+    assert transitions(found) == [
+        (AlertState.FIRING, at(50), None),
+        (AlertState.RESOLVED, at(50), at(90)),
+    ]
+    firing = found[0]
+    assert firing.labels["alertname"] == "HighErrorRate" and firing.labels["tenant"] == "acme"
+    assert firing.annotations["summary"] == "1 of requests of acme fail"
+    assert firing.fingerprint == found[1].fingerprint and firing.severity == "critical"
+
+    points = [MetricPoint.from_bytes(r.value) for r in read_to_end(b, MONITORING_METRICS.name(p))]
+    first = {
+        pt.key: pt for pt in points if pt.window_start == at(0) and pt.name.startswith("inference")
+    }
+    requests = first['inference_requests{endpoint="query",status="ok",tenant="acme"}']
+    assert requests.count == 5 and requests.window_end == at(WINDOW_S)
+    latency = first['inference_latency_ms{endpoint="query",stage="total",tenant="acme"}']
+    assert (latency.count, latency.min, latency.max) == (5, 100.0, 104.0)
+    assert latency.p50 is not None and abs(latency.p50 - 102.0) <= 1.03  # DDSketch: 1%
+
+    # the same records under another prefix give the same alerts, ids and times included
+    replay = f"{p}replay."
+    create_topics(b, replay)
+    start_service("monitoring", KAFKA_TOPIC_PREFIX=replay, **env)
+    send(b, replay, [*ERRORS_FIRE, *CALM_RESOLVE])
+    again = wait_for(lambda: len(alerts(b, replay)) >= 2 and alerts(b, replay))
+    assert [a.model_dump() for a in again] == [a.model_dump() for a in found]
+
+
+def test_a_killed_service_neither_fires_twice_nor_forgets_to_resolve(
+    kafka_bootstrap: str, topic_prefix: str, start_service: Any, tmp_path: Path
+) -> None:
+    b, p = kafka_bootstrap, topic_prefix
+    env = monitoring_env(tmp_path)
+    svc = start_service("monitoring", **env)
+    send(b, p, ERRORS_FIRE)
+    assert wait_for(lambda: alerts(b, p)), svc.log()[-3000:]
+    svc.kill()  # while the alert is firing
+    again = start_service("monitoring", **env)
+    send(b, p, CALM_RESOLVE)
+    found = wait_for(
+        lambda: any(a.state is AlertState.RESOLVED for a in alerts(b, p)) and alerts(b, p)
+    )
+    assert found, again.log()[-3000:]
+    # a record re-sent after the kill carries the same event id: one transition each
+    distinct = {a.event_id: a for a in found}
+    assert transitions(list(distinct.values())) == [
+        (AlertState.FIRING, at(50), None),
+        (AlertState.RESOLVED, at(50), at(90)),
+    ]
+
+
+def test_a_bad_record_is_dead_lettered_and_the_windows_go_on(
+    kafka_bootstrap: str, topic_prefix: str, start_service: Any, tmp_path: Path
+) -> None:
+    b, p = kafka_bootstrap, topic_prefix
+    start_service("monitoring", **monitoring_env(tmp_path))
+    send(b, p, [*traces(0, "ok", 2), b'{"trace_id": "broken"}', *traces(3, "ok", 1)])
+    letters = wait_for(
+        lambda: [DeadLetter.from_bytes(r.value) for r in read_to_end(b, MONITORING_DLQ.name(p))]
+    )
+    assert [(d.stage, d.error_type, d.topic) for d in letters] == [
+        ("monitoring.decode", "ValidationError", INFERENCE_COMPLETED.name(p))
+    ]
+    points = wait_for(
+        lambda: [
+            pt
+            for r in read_to_end(b, MONITORING_METRICS.name(p))
+            if (pt := MetricPoint.from_bytes(r.value)).name == "inference_requests"
+        ]
+    )
+    # the window around the bad record counts the two valid ones (later windows may close too:
+    # with no input for a window and its grace, the wall clock moves time on)
+    assert {pt.window_start: pt.count for pt in points}[at(0)] == 2
