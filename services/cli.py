@@ -12,6 +12,7 @@ from services.feedback.commands import commands as feedback_commands
 from services.inference.commands import commands as inference_commands
 from services.inference.local import answerer
 from services.ingestion.commands import commands as ingestion_commands
+from services.monitoring.commands import commands as monitoring_commands
 from shared.cli import PROVIDERS, platform
 from shared.logs import hold_back_repeats
 
@@ -21,6 +22,7 @@ GROUPS = (
     embedding_commands,
     inference_commands,
     feedback_commands,
+    monitoring_commands,
 )
 
 

@@ -25,12 +25,13 @@ from faust.types import EventT
 from pydantic import ValidationError
 
 from services.monitoring.alerts import Lifecycle, Rule, Series, evaluate, load_rules
-from services.monitoring.observe import observe, watched
+from services.monitoring.observe import LAG, lag_points, observe, watched
 from services.monitoring.settings import MonitoringSettings
 from services.monitoring.windows import Windows
 from shared.delivery import Deliveries
-from shared.events import Alert
+from shared.events import Alert, MetricPoint
 from shared.faust_app import faust_topic, make_app
+from shared.kafka.lag import consumer_lag
 from shared.topics import MONITORING_ALERTS, MONITORING_DLQ, MONITORING_METRICS
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ def build_app(
     """The monitoring faust app; ``rules`` default to the settings' rules file (read now, so
     a bad file stops the start with its line and reason)."""
     rules = load_rules(settings.rules_file) if rules is None else rules
+    # consumer lag is polled on the wall clock; everything else is counted in event time
+    lag_rules = [r for r in rules if r.metric == LAG]
+    event_rules = [r for r in rules if r.metric != LAG]
     app = make_app("monitoring", settings.kafka, settings.platform, bootstrap)
     prefix = settings.kafka.topic_prefix
     names = {t.name(prefix): t.base_name for t in watched()}
@@ -112,10 +116,18 @@ def build_app(
                 for ev in sources:  # the window's own hold on its inputs
                     ev.message.ack(app.consumer)
 
-    async def close(sources: list[EventT[Any]], end: datetime, points: list[Any]) -> None:
+    async def close(sources: list[EventT[Any]], end: datetime, points: list[MetricPoint]) -> None:
         for p in points:
             await out.send(sources, metrics, p.key.encode(), p.to_bytes())
-        changed, fired = evaluate(rules, points, states(), end)
+        await judge(event_rules, points, end, sources)
+        await keep(sources, DONE_UNTIL, end.isoformat().encode())
+
+    async def judge(
+        chosen: list[Rule], points: list[MetricPoint], now: datetime, sources: list[EventT[Any]]
+    ) -> None:
+        """Run ``chosen`` rules on ``points``; publish what fires or resolves, then keep the
+        new states."""
+        changed, fired = evaluate(chosen, points, states(), now)
         for alert in fired:
             await publish(alert)
             log.warning(
@@ -128,7 +140,6 @@ def build_app(
         for key, state in changed.items():
             raw = None if state.phase == "inactive" else json.dumps(state.to_json()).encode()
             await keep(sources, series_id(key), raw)
-        await keep(sources, DONE_UNTIL, end.isoformat().encode())
 
     @app.agent(source, name="watch")
     async def watch(stream: faust.StreamT[Any]) -> None:
@@ -155,5 +166,21 @@ def build_app(
                 max(windows.watermark, datetime.now(UTC) - timedelta(seconds=settings.grace_s))
             )
             await close_windows()
+
+    @app.timer(settings.window_s)  # type: ignore[untyped-decorator]
+    async def lag() -> None:
+        now = datetime.now(UTC)
+        try:
+            behind = await asyncio.get_running_loop().run_in_executor(
+                None, consumer_lag, bootstrap, prefix
+            )
+        except Exception as exc:  # noqa: BLE001 - the broker may be away; try next time
+            log.warning("could not poll consumer lag: %s", exc)
+            return
+        points = lag_points(behind, now, settings.window_s)
+        async with lock:
+            for p in points:
+                await out.send([], metrics, p.key.encode(), p.to_bytes())
+            await judge(lag_rules, points, now, [])
 
     return app

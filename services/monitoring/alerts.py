@@ -311,3 +311,13 @@ def evaluate(
             if s.publish is not None:
                 alerts.append(alert_of(rule, dict(key[1]), s, now))
     return changed, alerts
+
+
+def firing_now(history: Iterable[Alert]) -> list[Alert]:
+    """The alerts whose latest transition is firing, most severe first."""
+    latest: dict[str, Alert] = {}
+    for a in history:
+        latest[a.fingerprint] = a
+    order = {"critical": 0, "warning": 1, "info": 2}
+    firing = [a for a in latest.values() if a.state is AlertState.FIRING]
+    return sorted(firing, key=lambda a: (order.get(a.severity, 3), a.starts_at, a.rule))

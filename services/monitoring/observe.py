@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.monitoring.windows import Observation, labels_of
@@ -23,6 +23,7 @@ from shared.events import (
     FeedbackEvent,
     InferenceTrace,
     MetricKind,
+    MetricPoint,
     Op,
 )
 from shared.topics import (
@@ -146,3 +147,27 @@ def observe(base_name: str, raw: bytes, retrieval_threshold: float) -> Observed:
     model, read = READERS[base_name]
     event = model.from_bytes(raw)
     return Observed(event.event_time, read(event, retrieval_threshold))
+
+
+LAG = "consumer_lag"
+
+
+def lag_points(lag: dict[str, dict[str, int]], now: datetime, window_s: float) -> list[MetricPoint]:
+    """Consumer lag (polled, so on the wall clock) as gauge points of the window ending now,
+    one per service group and topic."""
+    start = now - timedelta(seconds=window_s)
+    return [
+        MetricPoint(
+            event_id=f"{LAG}|{service}|{topic}|{now.isoformat()}",
+            event_time=now,
+            name=LAG,
+            kind=MetricKind.GAUGE,
+            labels={"service": service, "topic": topic},
+            window_start=start,
+            window_end=now,
+            count=1,
+            value=float(behind),
+        )
+        for service, topics in sorted(lag.items())
+        for topic, behind in sorted(topics.items())
+    ]

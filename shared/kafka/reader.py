@@ -80,3 +80,34 @@ def read_to_end(bootstrap: str, topic: str, poll_ms: int = 500) -> Iterator[Cons
                     c.pause(tp)
     finally:
         c.close()
+
+
+def follow(
+    bootstrap: str,
+    topic: str,
+    from_beginning: bool = False,
+    stop_after_s: float | None = None,
+    poll_ms: int = 500,
+) -> Iterator[ConsumerRecord]:
+    """Records of ``topic`` as they come (``tail -f``): from now, or from the beginning;
+    until ``stop_after_s`` seconds have passed (None: until interrupted)."""
+    import time
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not tps:
+            raise LookupError(f"no topic {topic} on {bootstrap}")
+        c.assign(tps)
+        if from_beginning:
+            c.seek_to_beginning(*tps)
+        else:
+            c.seek_to_end(*tps)
+            for tp in tps:  # resolve "the end" now, not at the first poll
+                c.position(tp)
+        deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
+        while deadline is None or time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=poll_ms).values():
+                yield from recs
+    finally:
+        c.close()

@@ -4,6 +4,9 @@ neither fires twice nor forgets to resolve, and bad records dead-lettered."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +18,13 @@ from kafka import KafkaProducer
 from shared.events import Alert, AlertState, DeadLetter, InferenceTrace, MetricPoint
 from shared.kafka.admin import create_topics
 from shared.kafka.reader import read_to_end
-from shared.topics import INFERENCE_COMPLETED, MONITORING_ALERTS, MONITORING_DLQ, MONITORING_METRICS
+from shared.topics import (
+    INFERENCE_COMPLETED,
+    MONITORING_ALERTS,
+    MONITORING_DLQ,
+    MONITORING_METRICS,
+    TOPICS,
+)
 
 WINDOW_S = 10
 RULES = """
@@ -99,8 +108,23 @@ def transitions(found: list[Alert]) -> list[tuple[AlertState, datetime, datetime
     return [(a.state, a.starts_at, a.ends_at) for a in found]
 
 
+def llmops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_an_error_burst_fires_once_and_resolves_and_a_replay_says_the_same(
-    kafka_bootstrap: str, topic_prefix: str, start_service: Any, tmp_path: Path
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    start_service: Any,
+    service_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     b, p = kafka_bootstrap, topic_prefix
     env = monitoring_env(tmp_path)
@@ -129,6 +153,17 @@ def test_an_error_burst_fires_once_and_resolves_and_a_replay_says_the_same(
     assert (latency.count, latency.min, latency.max) == (5, 100.0, 104.0)
     assert latency.p50 is not None and abs(latency.p50 - 102.0) <= 1.03  # DDSketch: 1%
 
+    # the on-call's commands read the same topics
+    tail = llmops("alerts", "tail", "--from-beginning", "--for", "3", env=service_env)
+    assert tail.stdout.count("FIRING") == 1 and tail.stdout.count("RESOLVED") == 1, tail
+    assert "1 of requests of acme fail" in tail.stdout
+    assert "runbook: docs/operations.md#higherrorrate" in tail.stdout
+    status = llmops("status", env=service_env)
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"^  monitoring +\d+ ", status.stdout, re.M), status.stdout
+    assert 'inference_requests{endpoint="query",status="ok",tenant="acme"}' in status.stdout
+    assert "alerts firing now: 0" in status.stdout
+
     # the same records under another prefix give the same alerts, ids and times included
     replay = f"{p}replay."
     create_topics(b, replay)
@@ -136,6 +171,18 @@ def test_an_error_burst_fires_once_and_resolves_and_a_replay_says_the_same(
     send(b, replay, [*ERRORS_FIRE, *CALM_RESOLVE])
     again = wait_for(lambda: len(alerts(b, replay)) >= 2 and alerts(b, replay))
     assert [a.model_dump() for a in again] == [a.model_dump() for a in found]
+
+    # consumer lag, polled from the broker each window, comes out as gauges
+    def lag_of_monitoring() -> list[MetricPoint]:
+        return [
+            pt
+            for r in read_to_end(b, MONITORING_METRICS.name(p))
+            if (pt := MetricPoint.from_bytes(r.value)).name == "consumer_lag"
+            and pt.labels["service"] == "monitoring"
+        ]
+
+    lag = wait_for(lag_of_monitoring, timeout_s=60)
+    assert lag and lag[0].labels["topic"] in {t.base_name for t in TOPICS}
 
 
 def test_a_killed_service_neither_fires_twice_nor_forgets_to_resolve(

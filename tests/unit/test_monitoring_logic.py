@@ -18,10 +18,12 @@ from services.monitoring.alerts import (
     RulesError,
     evaluate,
     fingerprint,
+    firing_now,
     load_rules,
     step,
 )
-from services.monitoring.observe import observe
+from services.monitoring.commands import alert_line, point_line
+from services.monitoring.observe import lag_points, observe
 from services.monitoring.settings import RULES_FILE
 from services.monitoring.windows import LATE, Observation, Windows
 from shared.events import AlertState, InferenceTrace, MetricKind, MetricPoint
@@ -200,3 +202,23 @@ def test_the_default_rules_load_and_a_bad_file_names_its_line(tmp_path: Path) ->
     )
     with pytest.raises(RulesError, match=r":2: annotations: .*annotation summary"):
         load_rules(bad)
+
+
+def test_what_the_on_call_sees() -> None:
+    r = rule(annotations={"summary": "{{ labels.tenant }} fails", "runbook_url": "rb#x"})
+    _, (fired,) = evaluate([r], [point(2, "a")], {}, at(60))
+    firing = {("R", (("tenant", "a"),)): step(INACTIVE, 2, at(60), r).state}
+    _, (resolved,) = evaluate([r], [], firing, at(120))
+    line = alert_line(fired)
+    assert "FIRING" in line and "tenant=a" in line and "runbook: rb#x" in line
+    assert "\x1b[31m" in line and "\x1b[32m" in alert_line(resolved)  # red, then green
+    _, (other,) = evaluate([rule(name="S", severity="critical")], [point(2, "b")], {}, at(60))
+    assert firing_now([fired, other]) == [other, fired]  # most severe first
+    assert firing_now([fired, other, resolved]) == [other]
+    (lag,) = lag_points({"embedding": {"docs.chunks": 1200}}, at(60), 60)
+    assert (lag.key, lag.value, lag.window_start) == (
+        'consumer_lag{service="embedding",topic="docs.chunks"}',
+        1200.0,
+        at(0),
+    )
+    assert point_line(lag).endswith(f"{lag.key} count=1 value=1200")
