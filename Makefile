@@ -29,7 +29,9 @@ BIN := $(VENV)/bin
 INSTALLED := .llmops/.installed-$(LOCK_HASH)
 # Tools the tests use from Debian, installed when missing: a real headless Chromium for the
 # page tests, and docker-compose (v1) to check the compose file (no Docker engine needed).
-TEST_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose
+TEST_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose \
+	/usr/bin/prometheus /usr/bin/prometheus-alertmanager
+TEST_PACKAGES := chromium chromium-driver docker-compose prometheus prometheus-alertmanager
 
 .PHONY: help install test-tools run test chaos test-unit test-integration lint bench up down kafka-start kafka-stop clean
 
@@ -68,9 +70,13 @@ $(INSTALLED): $(BASE_READY) pyproject.toml
 test-tools:
 	@for t in $(TEST_TOOLS); do [ -x $$t ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-		echo "==> installing Debian's chromium, chromium-driver and docker-compose for the tests"; \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "the tests need Debian's $(TEST_PACKAGES); install them as root:" >&2; \
+			echo "  apt-get install $(TEST_PACKAGES)" >&2; exit 1; \
+		fi; \
+		echo "==> installing Debian's $(TEST_PACKAGES) for the tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			chromium chromium-driver docker-compose >/dev/null; \
+			$(TEST_PACKAGES) >/dev/null; \
 	fi
 
 install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project, Kafka jars)

@@ -89,6 +89,7 @@ def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:
     until Ctrl-C."""
     from services.inference.commands import dev_key
     from services.inference.settings import inference_settings
+    from services.monitoring.settings import monitoring_settings
 
     click.secho("==> Kafka", bold=True)
     created = ctx.ensure_topics()  # host.run below does not ask the broker again
@@ -102,6 +103,11 @@ def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:
         click.secho(f"==> services in one process: {', '.join(host.SERVICES)}", bold=True)
         click.echo(f"    vector store: {ctx.qdrant.url or ctx.platform.data_dir / 'qdrant'}")
         click.echo(f"    LLM: {isettings.llm_backend}; API on {url}")
+        m = ctx.settings(monitoring_settings)
+        click.echo(
+            f"    monitoring: Prometheus metrics on http://{m.host}:{m.port}/metrics; "
+            "on-call: llmops status, llmops alerts tail, llmops metrics tail"
+        )
         threading.Thread(
             target=_load_corpus,
             daemon=True,

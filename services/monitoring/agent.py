@@ -24,12 +24,22 @@ import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
-from services.monitoring.alerts import Lifecycle, Rule, Series, evaluate, load_rules
+from services.monitoring.alertmanager import AlertmanagerClient
+from services.monitoring.alerts import (
+    Lifecycle,
+    Rule,
+    Series,
+    Step,
+    alert_of,
+    evaluate,
+    load_rules,
+)
+from services.monitoring.exposition import Exposition
 from services.monitoring.observe import LAG, lag_points, observe, watched
 from services.monitoring.settings import MonitoringSettings
 from services.monitoring.windows import Windows
 from shared.delivery import Deliveries
-from shared.events import Alert, MetricPoint
+from shared.events import Alert, AlertState, MetricPoint
 from shared.faust_app import faust_topic, make_app
 from shared.kafka.lag import consumer_lag
 from shared.topics import MONITORING_ALERTS, MONITORING_DLQ, MONITORING_METRICS
@@ -60,7 +70,17 @@ def build_app(
     # consumer lag is polled on the wall clock; everything else is counted in event time
     lag_rules = [r for r in rules if r.metric == LAG]
     event_rules = [r for r in rules if r.metric != LAG]
-    app = make_app("monitoring", settings.kafka, settings.platform, bootstrap)
+    app = make_app(
+        "monitoring",
+        settings.kafka,
+        settings.platform,
+        bootstrap,
+        # /metrics and /dashboard, on faust's own web server (aiohttp)
+        web_enabled=True,
+        web_bind=settings.host,
+        web_port=settings.port,
+    )
+    by_name = {r.name: r for r in rules}
     prefix = settings.kafka.topic_prefix
     names = {t.name(prefix): t.base_name for t in watched()}
     source = app.topic(*names, key_type=bytes, value_type=bytes)
@@ -88,6 +108,24 @@ def build_app(
             for k, v in table.data.items()
             if v and k != DONE_UNTIL
         }
+
+    def firing() -> list[Alert]:
+        """The alerts firing now, from the kept lifecycles (so they survive a restart)."""
+        out = []
+        for (name, labels), state in states().items():
+            rule = by_name.get(name)
+            if rule is not None and state.phase == "firing":
+                at = state.last_sent or state.fired_at
+                assert at is not None
+                out.append(alert_of(rule, dict(labels), Step(state, AlertState.FIRING), at))
+        return out
+
+    exposition = Exposition(firing)
+    manager = (
+        AlertmanagerClient(settings.alertmanager_url, resend_s=settings.alertmanager_resend_s)
+        if settings.alertmanager_url
+        else None
+    )
 
     def done_until() -> datetime | None:
         raw = table.data.get(DONE_UNTIL)
@@ -119,6 +157,7 @@ def build_app(
     async def close(sources: list[EventT[Any]], end: datetime, points: list[MetricPoint]) -> None:
         for p in points:
             await out.send(sources, metrics, p.key.encode(), p.to_bytes())
+        exposition.latest.update(points)
         await judge(event_rules, points, end, sources)
         await keep(sources, DONE_UNTIL, end.isoformat().encode())
 
@@ -130,6 +169,8 @@ def build_app(
         changed, fired = evaluate(chosen, points, states(), now)
         for alert in fired:
             await publish(alert)
+            if manager is not None:
+                await manager.transition(alert)
             log.warning(
                 "alert %s %s %s: %s",
                 alert.rule,
@@ -152,6 +193,9 @@ def build_app(
                 await out.dead_letter(event, "monitoring.decode", exc)
                 continue
             start = windows.add(seen.at, seen.observations)
+            for o in seen.observations:
+                if o.name == "inference_latency_ms":
+                    exposition.latency.labels(dict(o.labels)["stage"]).observe(o.value / 1000)
             msg.incref()  # held until its window is published
             held[start].append(event)
             await close_windows()
@@ -181,6 +225,20 @@ def build_app(
         async with lock:
             for p in points:
                 await out.send([], metrics, p.key.encode(), p.to_bytes())
+            exposition.latest.update(points)
             await judge(lag_rules, points, now, [])
+
+    if manager is not None:
+
+        @app.timer(manager.resend_s)  # type: ignore[untyped-decorator]
+        async def renew() -> None:
+            async with lock:
+                current = firing()
+            await manager.resend(current)
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        """The last closed window of every series, alerts firing, request latency."""
+        return web.bytes(exposition.text(), content_type="text/plain; version=0.0.4")
 
     return app

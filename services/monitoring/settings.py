@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import KafkaSettings, PlatformSettings
@@ -33,6 +33,20 @@ class MonitoringSettings(BaseSettings):
         default=0.3,
         description="A query whose best chunk scores under this counts as finding nothing "
         "(retrieval_empty_rate).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address of /metrics and /dashboard.")
+    port: int = Field(default=8001, ge=1, le=65535, description="Port of /metrics and /dashboard.")
+    alertmanager_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ALERTMANAGER_URL", "MONITORING_ALERTMANAGER_URL"),
+        description="Alertmanager to post firing and resolved alerts to (its v2 API), as "
+        "Prometheus does; unset: alerts go to monitoring.alerts only.",
+    )
+    alertmanager_resend_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often firing alerts are posted again to Alertmanager (it resolves "
+        "an alert that is not renewed; Prometheus's resend delay).",
     )
     close_every_s: float = Field(
         default=1.0,

@@ -34,7 +34,10 @@ def test_run_all_indexes_and_serves_and_its_pages_work_offline(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_service(
-        "all", INFERENCE_PORT=str(port), INFERENCE_API_KEYS=json.dumps([record.model_dump()])
+        "all",
+        INFERENCE_PORT=str(port),
+        INFERENCE_API_KEYS=json.dumps([record.model_dump()]),
+        MONITORING_PORT=str(free_port()),
     )
     doc = DocumentEvent(
         tenant="acme",

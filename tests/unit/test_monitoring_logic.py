@@ -23,6 +23,7 @@ from services.monitoring.alerts import (
     step,
 )
 from services.monitoring.commands import alert_line, point_line
+from services.monitoring.exposition import Exposition
 from services.monitoring.observe import lag_points, observe
 from services.monitoring.settings import RULES_FILE
 from services.monitoring.windows import LATE, Observation, Windows
@@ -222,3 +223,30 @@ def test_what_the_on_call_sees() -> None:
         at(0),
     )
     assert point_line(lag).endswith(f"{lag.key} count=1 value=1200")
+
+
+def test_the_prometheus_text_holds_the_last_window_and_the_alerts_firing() -> None:
+    r = rule()
+    _, (fired,) = evaluate([r], [point(2, "a")], {}, at(60))
+    exposition = Exposition(lambda: [fired])
+    older = point(0.5, "a").model_copy(update={"window_end": at(0)})
+    dist = MetricPoint(
+        name="lat",
+        kind=MetricKind.DISTRIBUTION,
+        labels={"stage": "total"},
+        window_start=at(0),
+        window_end=at(60),
+        count=3,
+        value=2.0,
+        p50=2.0,
+        p95=2.9,
+        p99=3.0,
+    )
+    exposition.latest.update([point(2, "a"), older, dist])
+    exposition.latency.labels("total").observe(0.2)
+    text = exposition.text().decode()
+    assert 'llmops_m{tenant="a"} 2.0' in text  # the newest window, not the older one
+    assert 'llmops_m_window_count{tenant="a"} 10.0' in text
+    assert 'llmops_lat_p95{stage="total"} 2.9' in text
+    assert f'llmops_alerts_firing{{alertname="R",fingerprint="{fired.fingerprint}"' in text
+    assert 'llmops_request_latency_seconds_bucket{le="0.25",stage="total"} 1.0' in text
