@@ -61,6 +61,14 @@ def test_a_killed_api_answers_again_over_the_same_store(
 ) -> None:
     b, p = kafka_bootstrap, topic_prefix
     key, record = new_key("chaos", "acme", ["eng"])
+
+    def traced() -> set[str]:
+        return {
+            InferenceTrace.from_bytes(rec.value).trace_id
+            for rec in read_to_end(b, INFERENCE_COMPLETED.name(p))
+            if rec.value is not None
+        }
+
     headers = {"Authorization": f"Bearer {key}"}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -89,6 +97,10 @@ def test_a_killed_api_answers_again_over_the_same_store(
         timeout=30,
     )
     assert rated.status_code == 202, rated.text
+
+    # a trace is not acknowledged to the caller, and waits up to INFERENCE_TRACE_LINGER_MS to
+    # be batched: only once it is out does the kill below say nothing about it
+    assert until(lambda: trace_id in traced(), 30), "the first answer is traced"
 
     # a streamed answer under way when the process dies: the client sees the stream break
     with httpx.stream(
@@ -124,12 +136,5 @@ def test_a_killed_api_answers_again_over_the_same_store(
     ]
     assert [f.event_id for f in feedback] == [rated.json()["feedback_id"]]
 
-    def traced() -> bool:
-        ids = {
-            InferenceTrace.from_bytes(rec.value).trace_id
-            for rec in read_to_end(b, INFERENCE_COMPLETED.name(p))
-            if rec.value is not None
-        }
-        return {trace_id, r.json()["trace_id"]} <= ids
-
-    assert until(traced, 30), "the answers given before and after the kill are traced"
+    after = r.json()["trace_id"]
+    assert until(lambda: {trace_id, after} <= traced(), 30), "answers after the kill are traced"

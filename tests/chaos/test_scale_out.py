@@ -1,6 +1,9 @@
 """A second ingestion worker joins the group while the first is mid-stream (a planned
 scale-out): the partitions that move are committed first, so at most 1% is redone.
-(Without that commit, 55 to 339 of these 4,000 batches were redone here.)"""
+(Without that commit, 55 to 339 of these 4,000 batches were redone here.)
+
+Alone it redoes 0 of 4,000 (three runs); on a machine loaded by other tests it redid 138 once,
+so `make chaos` runs it and `make test` does not."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from shared.topics import DOCS_CHUNKS
 from shared.upstream import publish_documents
 from tests.kafka_helpers import consume
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.load_sensitive]
 N = 4000
 
 
