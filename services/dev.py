@@ -105,8 +105,8 @@ def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:
         click.echo(f"    LLM: {isettings.llm_backend}; API on {url}")
         m = ctx.settings(monitoring_settings)
         click.echo(
-            f"    monitoring: Prometheus metrics on http://{m.host}:{m.port}/metrics; "
-            "on-call: llmops status, llmops alerts tail, llmops metrics tail"
+            f"    monitoring: dashboard on http://{m.host}:{m.port}/dashboard, Prometheus "
+            f"metrics on /metrics; on-call: llmops status, llmops alerts tail"
         )
         threading.Thread(
             target=_load_corpus,

@@ -34,6 +34,7 @@ from services.monitoring.alerts import (
     evaluate,
     load_rules,
 )
+from services.monitoring.dashboard import History, page, plotly_js
 from services.monitoring.exposition import Exposition
 from services.monitoring.observe import LAG, lag_points, observe, watched
 from services.monitoring.settings import MonitoringSettings
@@ -121,6 +122,7 @@ def build_app(
         return out
 
     exposition = Exposition(firing)
+    history = History()
     manager = (
         AlertmanagerClient(settings.alertmanager_url, resend_s=settings.alertmanager_resend_s)
         if settings.alertmanager_url
@@ -158,6 +160,7 @@ def build_app(
         for p in points:
             await out.send(sources, metrics, p.key.encode(), p.to_bytes())
         exposition.latest.update(points)
+        history.add(points)
         await judge(event_rules, points, end, sources)
         await keep(sources, DONE_UNTIL, end.isoformat().encode())
 
@@ -169,6 +172,7 @@ def build_app(
         changed, fired = evaluate(chosen, points, states(), now)
         for alert in fired:
             await publish(alert)
+            history.alert(alert)
             if manager is not None:
                 await manager.transition(alert)
             log.warning(
@@ -226,6 +230,7 @@ def build_app(
             for p in points:
                 await out.send([], metrics, p.key.encode(), p.to_bytes())
             exposition.latest.update(points)
+            history.add(points)
             await judge(lag_rules, points, now, [])
 
     if manager is not None:
@@ -240,5 +245,24 @@ def build_app(
     async def prometheus(web: Any, request: Any) -> Any:
         """The last closed window of every series, alerts firing, request latency."""
         return web.bytes(exposition.text(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/dashboard")
+    async def dashboard(web: Any, request: Any) -> Any:
+        """Charts of the recent windows and the alerts, refreshed every few seconds."""
+        return web.html(page())
+
+    @app.page("/dashboard/data")
+    async def dashboard_data(web: Any, request: Any) -> Any:
+        """What the dashboard draws (JSON)."""
+        return web.json(history.data(firing()))
+
+    @app.page("/dashboard/plotly.min.js")
+    async def dashboard_plotly(web: Any, request: Any) -> Any:
+        """plotly.js from the pinned plotly package (no CDN)."""
+        return web.bytes(
+            plotly_js(),
+            content_type="application/javascript",
+            headers={"Cache-Control": "max-age=86400"},
+        )
 
     return app

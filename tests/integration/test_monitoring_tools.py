@@ -4,6 +4,7 @@ silence on it, and sees it resolve."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -15,8 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.events import MetricPoint
 from shared.http import wait_ok
 from shared.kafka.broker import free_port
+from shared.kafka.reader import read_to_end
+from shared.topics import MONITORING_METRICS
+from tests.browser import chromium
 from tests.integration.test_monitoring_service import (
     CALM_RESOLVE,
     ERRORS_FIRE,
@@ -171,3 +176,45 @@ def test_prometheus_scrapes_it_and_alertmanager_fires_silences_and_resolves(
     # and Prometheus no longer sees it firing
     gone = 'llmops_alerts_firing{alertname="HighErrorRate"}'
     assert wait_for(lambda: promql(prom, gone) == [], 30), promql(prom, gone)
+
+
+def test_the_dashboard_draws_the_windows_and_alerts_in_a_real_browser(
+    kafka_bootstrap: str, topic_prefix: str, start_service: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    b, p = kafka_bootstrap, topic_prefix
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    svc = start_service("monitoring", MONITORING_PORT=str(port), **monitoring_env(tmp_path))
+    send(b, p, [*ERRORS_FIRE, *CALM_RESOLVE])
+    assert wait_for(lambda: len(alerts(b, p)) >= 2), svc.log()[-3000:]
+    html = httpx.get(f"{url}/dashboard", timeout=10).text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    assert assets and all(a.startswith(("/", "data:")) for a in assets), assets
+    assert "cdn" not in html.lower()
+    # what monitoring.metrics holds for requests, window by window, summed over series
+    produced = sum(
+        pt.count
+        for r in read_to_end(b, MONITORING_METRICS.name(p))
+        if (pt := MetricPoint.from_bytes(r.value)).name == "inference_requests"
+    )
+    with chromium() as driver:
+        driver.get(f"{url}/dashboard")
+        WebDriverWait(driver, 30).until(
+            lambda d: d.execute_script("return window.dashboard.refreshes") >= 1
+        )
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+        drawn = driver.execute_script(
+            "return document.getElementById('chart-requests').data"
+            ".reduce((n, t) => n + t.y.reduce((a, b) => a + b, 0), 0)"
+        )
+        # every closed window (the last record's window is still open)
+        assert drawn == produced == len(ERRORS_FIRE) + len(CALM_RESOLVE) - 1
+        states = [
+            e.text
+            for e in driver.find_elements("css selector", "#transitions tbody td:first-child")
+        ]
+        assert states == ["RESOLVED", "FIRING"], states
+        driver.save_screenshot(str(tmp_path / "dashboard.png"))
