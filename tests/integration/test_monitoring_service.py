@@ -230,3 +230,37 @@ def test_a_bad_record_is_dead_lettered_and_the_windows_go_on(
     # the window around the bad record counts the two valid ones (later windows may close too:
     # with no input for a window and its grace, the wall clock moves time on)
     assert {pt.window_start: pt.count for pt in points}[at(0)] == 2
+
+
+def test_late_events_inside_the_grace_count_and_later_ones_are_counted_as_late(
+    kafka_bootstrap: str, topic_prefix: str, start_service: Any, tmp_path: Path
+) -> None:
+    b, p = kafka_bootstrap, topic_prefix
+
+    def one(at_s: float, name: str) -> InferenceTrace:
+        return InferenceTrace(
+            trace_id=f"late-{name}",
+            tenant="acme",
+            api_key_id="k1",
+            question="q?",
+            status="ok",
+            event_time=at(at_s),
+        )
+
+    start_service("monitoring", **monitoring_env(tmp_path))
+    # window [10, 20) closes once event time passes 22 (grace 2 s)
+    send(b, p, [one(15, "a"), one(21, "b"), one(19, "in-grace"), one(25, "c"), one(18, "late")])
+    send(b, p, [one(45, "closer")])
+
+    def points() -> dict[tuple[str, datetime], int]:
+        return {
+            (pt.name, pt.window_start): pt.count
+            for r in read_to_end(b, MONITORING_METRICS.name(p))
+            if (pt := MetricPoint.from_bytes(r.value)).name
+            in ("inference_requests", "monitoring_late_events")
+        }
+
+    got = wait_for(lambda: ("inference_requests", at(20)) in points() and points())
+    assert got[("inference_requests", at(10))] == 2, got  # 15 and 19 (inside the grace)
+    assert got[("inference_requests", at(20))] == 2, got  # 21 and 25; 18 merged nowhere
+    assert got[("monitoring_late_events", at(20))] == 1, got  # counted where it arrived
