@@ -125,7 +125,8 @@ def _monitoring(p: Process) -> faust.App:
     from services.monitoring.agent import build_app
     from services.monitoring.settings import monitoring_settings
 
-    return build_app(p.settings(monitoring_settings), p.bootstrap)
+    s = p.settings(monitoring_settings)
+    return build_app(s, p.bootstrap, embedder=p.embedder(s.model))
 
 
 SERVICES: dict[str, Service] = {

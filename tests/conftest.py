@@ -69,7 +69,10 @@ def start_service(service_env: dict[str, str], tmp_path: Path) -> Iterator[objec
     procs: list[ServiceProcess] = []
 
     def start(name: str, **extra_env: str) -> ServiceProcess:
-        env = {**service_env, **extra_env}
+        from shared.kafka.broker import free_port
+
+        # every process its own port for /metrics and /dashboard (two may run side by side)
+        env = {**service_env, "MONITORING_PORT": str(free_port()), **extra_env}
         proc = ServiceProcess(name, env, tmp_path / f"{name.replace(' ', '+')}-{len(procs)}.log")
         proc.start()
         procs.append(proc)

@@ -35,11 +35,13 @@ from services.monitoring.alerts import (
     load_rules,
 )
 from services.monitoring.dashboard import History, page, plotly_js
+from services.monitoring.drift import DriftMeter, Reference
 from services.monitoring.exposition import Exposition
 from services.monitoring.observe import LAG, lag_points, observe, watched
 from services.monitoring.settings import MonitoringSettings
 from services.monitoring.windows import Windows
 from shared.delivery import Deliveries
+from shared.embedder import Embedder
 from shared.events import Alert, AlertState, MetricPoint
 from shared.faust_app import faust_topic, make_app
 from shared.kafka.lag import consumer_lag
@@ -63,10 +65,14 @@ def series_of(raw: bytes) -> Series:
 
 
 def build_app(
-    settings: MonitoringSettings, bootstrap: str, rules: list[Rule] | None = None
+    settings: MonitoringSettings,
+    bootstrap: str,
+    rules: list[Rule] | None = None,
+    embedder: Embedder | None = None,
 ) -> faust.App:
     """The monitoring faust app; ``rules`` default to the settings' rules file (read now, so
-    a bad file stops the start with its line and reason)."""
+    a bad file stops the start with its line and reason); ``embedder`` (for the questions'
+    drift) may be shared with other services of the process."""
     rules = load_rules(settings.rules_file) if rules is None else rules
     # consumer lag is polled on the wall clock; everything else is counted in event time
     lag_rules = [r for r in rules if r.metric == LAG]
@@ -98,6 +104,18 @@ def build_app(
     )
     out = Deliveries(dlq, "monitoring", settings.kafka.max_message_bytes)
     windows = Windows(settings.window_s, settings.grace_s)
+    model = embedder or Embedder(settings.model)
+    drift = DriftMeter(
+        Reference(
+            windows=settings.drift_reference_windows,
+            pinned_from=settings.drift_reference_from,
+            pinned_to=settings.drift_reference_to,
+        ),
+        sample=settings.drift_sample,
+        per_window=settings.drift_max_per_window,
+        min_questions=settings.drift_min_questions,
+        permutations=settings.drift_permutations,
+    )
     held: dict[datetime, list[EventT[Any]]] = defaultdict(list)
     last_input = {"wall": time.monotonic()}
 
@@ -152,11 +170,20 @@ def build_app(
                 until = done_until()
                 # after a restart, re-read inputs rebuild windows already published: skip them
                 if until is None or end > until:
-                    await close(sources, end, points)
+                    await close(sources, start, end, points)
+                else:
+                    drift.questions.pop(start, None)
+                    drift.tops.pop(start, None)
                 for ev in sources:  # the window's own hold on its inputs
                     ev.message.ack(app.consumer)
 
-    async def close(sources: list[EventT[Any]], end: datetime, points: list[MetricPoint]) -> None:
+    async def close(
+        sources: list[EventT[Any]], start: datetime, end: datetime, points: list[MetricPoint]
+    ) -> None:
+        # the window's drift, measured off the event loop (the model encodes its questions)
+        points = points + await asyncio.get_running_loop().run_in_executor(
+            None, drift.measure, start, end, model.encode
+        )
         for p in points:
             await out.send(sources, metrics, p.key.encode(), p.to_bytes())
         exposition.latest.update(points)
@@ -197,6 +224,8 @@ def build_app(
                 await out.dead_letter(event, "monitoring.decode", exc)
                 continue
             start = windows.add(seen.at, seen.observations)
+            if seen.question is not None and start == windows.start_of(seen.at):
+                drift.add(start, *seen.question, seen.top_score)
             for o in seen.observations:
                 if o.name == "inference_latency_ms":
                     exposition.latency.labels(dict(o.labels)["stage"]).observe(o.value / 1000)

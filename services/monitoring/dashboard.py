@@ -24,7 +24,7 @@ PANELS: tuple[tuple[str, str, str, str, str], ...] = (
     ("dead_letters", "Dead letters", "dead_letters", "count", "records"),
     ("feedback", "Thumbs-down rate", "feedback_thumbs_down_rate", "value", "share"),
     ("retrieval", "Queries finding nothing", "retrieval_empty_rate", "value", "share"),
-    ("drift", "Question drift (domain classifier ROC AUC)", "question_drift", "value", "AUC"),
+    ("drift", "Question drift (MMD² against the reference)", "question_drift_mmd", "value", "MMD²"),
     ("lag", "Consumer lag", "consumer_lag", "value", "records"),
 )
 KEEP = 360  # windows per series: six hours of one-minute windows

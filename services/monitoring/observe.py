@@ -44,10 +44,13 @@ STAGES = ("retrieve", "first_token", "generate", "total")
 
 @dataclass(frozen=True)
 class Observed:
-    """A record's event time and what it says."""
+    """A record's event time and what it says; an answered question also gives its text and
+    its best chunk's score, for drift."""
 
     at: datetime
     observations: list[Observation]
+    question: tuple[str, str] | None = None  # (trace id, question)
+    top_score: float | None = None
 
 
 def _o(name: str, kind: MetricKind, labels: dict[str, str], value: float = 1.0) -> Observation:
@@ -146,7 +149,11 @@ def observe(base_name: str, raw: bytes, retrieval_threshold: float) -> Observed:
     """Event time and observations of one record of the topic ``base_name``."""
     model, read = READERS[base_name]
     event = model.from_bytes(raw)
-    return Observed(event.event_time, read(event, retrieval_threshold))
+    seen = read(event, retrieval_threshold)
+    if isinstance(event, InferenceTrace) and event.status == "ok" and event.endpoint == "query":
+        top = max((c.score for c in event.retrieved), default=None)
+        return Observed(event.event_time, seen, (event.trace_id, event.question), top)
+    return Observed(event.event_time, seen)
 
 
 LAG = "consumer_lag"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.model_files import DEFAULT_MODEL
 from shared.settings import KafkaSettings, PlatformSettings
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "rules" / "alerts.yaml"
@@ -33,6 +35,39 @@ class MonitoringSettings(BaseSettings):
         default=0.3,
         description="A query whose best chunk scores under this counts as finding nothing "
         "(retrieval_empty_rate).",
+    )
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="Embedding model of the questions' drift: the packaged name or a folder.",
+    )
+    drift_sample: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of answered questions measured for drift (chosen by trace id).",
+    )
+    drift_max_per_window: int = Field(
+        default=200, ge=1, description="Most questions of one window measured for drift."
+    )
+    drift_min_questions: int = Field(
+        default=20,
+        ge=2,
+        description="Fewer questions than this in a window (or its reference): no drift figure.",
+    )
+    drift_reference_windows: int = Field(
+        default=10,
+        ge=1,
+        description="Rolling reference: the questions of this many windows before the current.",
+    )
+    drift_reference_from: datetime | None = Field(
+        default=None,
+        description="Pinned reference instead: the windows from this time (ISO 8601) ...",
+    )
+    drift_reference_to: datetime | None = Field(
+        default=None, description="... to this time; both or neither."
+    )
+    drift_permutations: int = Field(
+        default=200, ge=20, description="Permutations of the MMD test (its p-value's grain)."
     )
     host: str = Field(default="127.0.0.1", description="Address of /metrics and /dashboard.")
     port: int = Field(default=8001, ge=1, le=65535, description="Port of /metrics and /dashboard.")

@@ -264,3 +264,84 @@ def test_late_events_inside_the_grace_count_and_later_ones_are_counted_as_late(
     assert got[("inference_requests", at(10))] == 2, got  # 15 and 19 (inside the grace)
     assert got[("inference_requests", at(20))] == 2, got  # 21 and 25; 18 merged nowhere
     assert got[("monitoring_late_events", at(20))] == 1, got  # counted where it arrived
+
+
+DRIFT_RULES = """
+rules:
+  - name: QuestionDrift
+    metric: question_drift_p
+    condition: "< 0.01"
+    for: 10s
+    severity: warning
+"""
+
+
+def questions(kind: str, window: int, n: int = 20) -> list[InferenceTrace]:
+    """Questions from one of two fixed distributions (seeded: every run asks the same)."""
+    import random
+
+    rng = random.Random(f"{kind}-{window}")
+    if kind == "it":
+        verbs = ["reset", "rotate", "renew", "configure", "unlock", "update", "sync"]
+        things = ["VPN certificate", "password", "MFA token", "mail client", "laptop disk key"]
+        places = ["work laptop", "phone", "office desktop", "tablet"]
+        make = lambda: (
+            f"How do I {rng.choice(verbs)} the {rng.choice(things)} on my {rng.choice(places)}?"
+        )  # noqa: E501, E731
+    else:
+        ways = ["roast", "braise", "bake", "grill", "poach", "steam"]
+        foods = ["chicken thighs", "salmon", "leg of lamb", "sourdough loaf", "carrots"]
+        make = lambda: (
+            f"How long should I {rng.choice(ways)} {rng.choice(foods)} for {rng.randint(2, 9)} guests?"
+        )  # noqa: E501, E731
+    return [
+        InferenceTrace(
+            trace_id=f"{kind}-{window:02d}-{i:02d}",
+            tenant="acme",
+            api_key_id="k1",
+            question=make(),
+            status="ok",
+            retrieved=[{"chunk_id": "c", "doc_id": "d", "score": 0.5 + rng.random() / 4}],
+            event_time=at(window * WINDOW_S + i / 4),
+        )
+        for i in range(n)
+    ]
+
+
+def test_questions_from_the_reference_raise_no_drift_and_new_ones_do(
+    kafka_bootstrap: str, topic_prefix: str, start_service: Any, tmp_path: Path
+) -> None:
+    b, p = kafka_bootstrap, topic_prefix
+    rules = tmp_path / "drift.yaml"
+    rules.write_text(DRIFT_RULES)
+    start_service(
+        "monitoring",
+        MONITORING_RULES_FILE=str(rules),
+        MONITORING_WINDOW_S=str(WINDOW_S),
+        MONITORING_GRACE_S="2",
+        MONITORING_DRIFT_REFERENCE_WINDOWS="4",
+        MONITORING_DRIFT_MIN_QUESTIONS="15",
+    )
+    same = [t for w in range(8) for t in questions("it", w)]
+    other = [t for w in range(8, 11) for t in questions("cooking", w)]
+    send(b, p, [*same, *other, *questions("it", 14, 1)])
+
+    def drift() -> dict[datetime, float]:
+        return {
+            pt.window_start: pt.value
+            for r in read_to_end(b, MONITORING_METRICS.name(p))
+            if (pt := MetricPoint.from_bytes(r.value)).name == "question_drift_p"
+            and pt.value is not None
+        }
+
+    got = wait_for(lambda: at(10 * WINDOW_S) in drift() and drift(), 180)
+    assert got, "drift measured for every window with a reference"
+    before = [v for start, v in got.items() if start < at(8 * WINDOW_S)]
+    after = [v for start, v in got.items() if at(8 * WINDOW_S) <= start < at(10 * WINDOW_S)]
+    print(f"drift p-values, same questions: {before}; new ones: {after}")
+    assert len(before) == 7 and len(after) == 2
+    assert sum(v < 0.01 for v in before) == 0, "no false alarm over seven windows"
+    assert all(v < 0.01 for v in after)
+    fired = [a for a in alerts(b, p) if a.state is AlertState.FIRING]
+    # pending at the first new window's close (90 s), firing at the next (100 s)
+    assert [(a.rule, a.starts_at) for a in fired] == [("QuestionDrift", at(100))]

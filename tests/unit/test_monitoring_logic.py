@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from services.monitoring.alerts import (
     step,
 )
 from services.monitoring.commands import alert_line, point_line
+from services.monitoring.drift import Reference, mmd_test, sampled, score_shift
 from services.monitoring.exposition import Exposition
 from services.monitoring.observe import lag_points, observe
 from services.monitoring.settings import RULES_FILE
@@ -250,3 +252,34 @@ def test_the_prometheus_text_holds_the_last_window_and_the_alerts_firing() -> No
     assert 'llmops_lat_p95{stage="total"} 2.9' in text
     assert f'llmops_alerts_firing{{alertname="R",fingerprint="{fired.fingerprint}"' in text
     assert 'llmops_request_latency_seconds_bucket{le="0.25",stage="total"} 1.0' in text
+
+
+def test_mmd_keeps_its_false_alarm_rate_and_sees_a_shift() -> None:
+    rng = np.random.default_rng(7)
+    reference = rng.normal(size=(200, 16))
+    same = [mmd_test(rng.normal(size=(40, 16)), reference, permutations=100).p for _ in range(40)]
+    false_alarms = sum(p < 0.01 for p in same)
+    assert false_alarms <= 2, sorted(same)[:5]  # alpha 1%: about 0.4 of 40 expected
+    shifted = mmd_test(rng.normal(loc=0.6, size=(40, 16)), reference, permutations=100)
+    assert shifted.p < 0.01 and shifted.mmd2 > max(
+        mmd_test(rng.normal(size=(40, 16)), reference, permutations=20).mmd2 for _ in range(5)
+    )
+    x = rng.normal(size=(30, 8))
+    assert mmd_test(x, reference[:, :8]) == mmd_test(x, reference[:, :8])  # deterministic
+
+
+def test_retrieval_scores_shift_and_the_reference_rolls_or_stays_pinned() -> None:
+    rng = np.random.default_rng(3)
+    assert score_shift(rng.uniform(0.5, 0.9, 60), rng.uniform(0.5, 0.9, 300)) > 0.01
+    assert score_shift(rng.uniform(0.2, 0.5, 60), rng.uniform(0.5, 0.9, 300)) < 0.001
+    rolling = Reference(windows=2)
+    for i in range(4):
+        rolling.add(at(60 * i), np.full((3, 2), float(i)), [float(i)])
+    vectors, scores = rolling.sample()
+    assert vectors is not None and set(vectors[:, 0]) == {2.0, 3.0} and scores == [2.0, 3.0]
+    pinned = Reference(pinned_from=at(60), pinned_to=at(180))
+    for i in range(5):
+        pinned.add(at(60 * i), np.full((1, 2), float(i)), [float(i)])
+    assert pinned.sample()[1] == [1.0, 2.0]
+    assert sampled("abc", 1.0) and not sampled("abc", 0.0)
+    assert sampled("abc", 0.5) == sampled("abc", 0.5)
