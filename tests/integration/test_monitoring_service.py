@@ -282,18 +282,23 @@ def questions(kind: str, window: int, n: int = 20) -> list[InferenceTrace]:
 
     rng = random.Random(f"{kind}-{window}")
     if kind == "it":
-        verbs = ["reset", "rotate", "renew", "configure", "unlock", "update", "sync"]
-        things = ["VPN certificate", "password", "MFA token", "mail client", "laptop disk key"]
-        places = ["work laptop", "phone", "office desktop", "tablet"]
-        make = lambda: (
-            f"How do I {rng.choice(verbs)} the {rng.choice(things)} on my {rng.choice(places)}?"
-        )  # noqa: E501, E731
+        template = "How do I {} the {} on my {}?"
+        words = [
+            ["reset", "rotate", "renew", "configure", "unlock", "update", "sync"],
+            ["VPN certificate", "password", "MFA token", "mail client", "laptop disk key"],
+            ["work laptop", "phone", "office desktop", "tablet"],
+        ]
     else:
-        ways = ["roast", "braise", "bake", "grill", "poach", "steam"]
-        foods = ["chicken thighs", "salmon", "leg of lamb", "sourdough loaf", "carrots"]
-        make = lambda: (
-            f"How long should I {rng.choice(ways)} {rng.choice(foods)} for {rng.randint(2, 9)} guests?"
-        )  # noqa: E501, E731
+        template = "How long should I {} {} for {} guests?"
+        words = [
+            ["roast", "braise", "bake", "grill", "poach", "steam"],
+            ["chicken thighs", "salmon", "leg of lamb", "sourdough loaf", "carrots"],
+            [str(n) for n in range(2, 10)],
+        ]
+
+    def make() -> str:
+        return template.format(*(rng.choice(w) for w in words))
+
     return [
         InferenceTrace(
             trace_id=f"{kind}-{window:02d}-{i:02d}",
