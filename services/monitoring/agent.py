@@ -130,14 +130,19 @@ def build_app(
 
     def firing() -> list[Alert]:
         """The alerts firing now, from the kept lifecycles (so they survive a restart)."""
-        out = []
+        now_firing = []
         for (name, labels), state in states().items():
             rule = by_name.get(name)
             if rule is not None and state.phase == "firing":
                 at = state.last_sent or state.fired_at
                 assert at is not None
-                out.append(alert_of(rule, dict(labels), Step(state, AlertState.FIRING), at))
-        return out
+                alert = alert_of(rule, dict(labels), Step(state, AlertState.FIRING), at)
+                now_firing.append(alert)
+        return now_firing
+
+    def recovered() -> bool:
+        """Whether the table holds the lifecycles again (after a start or a rebalance)."""
+        return bool(app.tables.recovery.completed.is_set())  # type: ignore[attr-defined]
 
     exposition = Exposition(firing)
     history = History()
@@ -246,6 +251,8 @@ def build_app(
 
     @app.timer(settings.window_s)  # type: ignore[untyped-decorator]
     async def lag() -> None:
+        if not recovered():  # judging before the lifecycles are back could fire twice
+            return
         now = datetime.now(UTC)
         try:
             behind = await asyncio.get_running_loop().run_in_executor(
@@ -266,6 +273,8 @@ def build_app(
 
         @app.timer(manager.resend_s)  # type: ignore[untyped-decorator]
         async def renew() -> None:
+            if not recovered():
+                return
             async with lock:
                 current = firing()
             await manager.resend(current)
