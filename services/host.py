@@ -86,6 +86,9 @@ class Service:
     store: Literal["reads", "writes"] | None = None
     # Serves HTTP on INFERENCE_PORT-like settings, with /readyz.
     http: bool = False
+    # Checks what the service reads at start (a rules file, say) before anything connects;
+    # raises StartError with what is wrong.
+    check: Callable[[Process], None] | None = None
 
 
 def _ingestion(p: Process) -> faust.App:
@@ -119,6 +122,16 @@ def _feedback(p: Process) -> faust.App:
 
     s = p.settings(feedback_settings)
     return build_app(s, p.bootstrap, embedder=p.embedder(s.model))
+
+
+def _check_monitoring(p: Process) -> None:
+    from services.monitoring.alerts import RulesError, load_rules
+    from services.monitoring.settings import monitoring_settings
+
+    try:
+        load_rules(p.settings(monitoring_settings).rules_file)
+    except RulesError as exc:
+        raise StartError(f"monitoring: {exc}") from exc
 
 
 def _monitoring(p: Process) -> faust.App:
@@ -159,6 +172,7 @@ SERVICES: dict[str, Service] = {
             "monitoring",
             "event-time metrics of every topic, alert rules with a lifecycle (faust)",
             _monitoring,
+            check=_check_monitoring,
         ),
     )
 }
@@ -167,6 +181,10 @@ ALL = "all"
 
 class PlanError(ValueError):
     """The services asked for cannot run together like this; the message says what can."""
+
+
+class StartError(ValueError):
+    """A service's own files or settings cannot be used; the message says where and why."""
 
 
 def plan(names: Iterable[str], embedded_store: bool) -> list[str]:
@@ -241,8 +259,12 @@ def run(
     """Run the named services in this process until interrupted (creates missing topics
     first). ``on_start`` is called once everything is built, before serving."""
     chosen = plan(names, embedded_store=not ctx.qdrant.url)
-    ctx.ensure_topics()
     process = Process(ctx, loglevel or ctx.platform.log_level)
+    for name in chosen:  # before anything connects: a bad file stops the start at once
+        check = SERVICES[name].check
+        if check is not None:
+            check(process)
+    ctx.ensure_topics()
     try:
         parts = [SERVICES[name].build(process) for name in chosen]
         log.info("running %s in one process", ", ".join(chosen))
@@ -277,3 +299,5 @@ def run_command(ctx: Context, services: tuple[str, ...]) -> None:
         run(services, ctx)
     except PlanError as exc:
         raise click.UsageError(str(exc)) from exc
+    except StartError as exc:
+        raise click.ClickException(str(exc)) from exc
