@@ -110,6 +110,7 @@ bench: install ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/answers.py
 	$(BIN)/python bench/feedback.py
+	$(BIN)/python bench/monitoring.py
 
 kafka-start: install ## Start the local broker in the background
 	$(BIN)/llmops kafka start

@@ -236,7 +236,8 @@ def build_app(
                     exposition.latency.labels(dict(o.labels)["stage"]).observe(o.value / 1000)
             msg.incref()  # held until its window is published
             held[start].append(event)
-            await close_windows()
+            if windows.closable():
+                await close_windows()
 
     @app.timer(settings.close_every_s)  # type: ignore[untyped-decorator]
     async def tick() -> None:

@@ -148,6 +148,18 @@ class Windows:
             agg = series[(name, labels)] = Aggregate(kind)
         return agg
 
+    def closable(self) -> bool:
+        """Whether ``close`` would close a window now (cheap: checked for every record)."""
+        if self.watermark is None:
+            return False
+        first = min(self.open) if self.open else self.closed_before
+        if first is None:
+            return False
+        if self.closed_before is not None:
+            first = min(first, self.closed_before)
+        ends = first + timedelta(seconds=self.size_s + self.grace_s)
+        return ends <= self.watermark
+
     def close(self) -> list[tuple[datetime, datetime, list[MetricPoint]]]:
         """Close every window whose end plus grace the watermark has passed, oldest first:
         (start, end, its points) for each, a window with no data included (rules need to

@@ -46,12 +46,14 @@ def test_a_window_closes_after_its_grace_and_late_events_are_counted_not_merged(
     w = Windows(size_s=60, grace_s=10)
     for i in range(1, 1001):
         w.add(at(i * 0.05), [latency(float(i))])  # all in [12:00, 12:01)
-    assert w.close() == []
+    assert w.close() == [] and not w.closable()
     w.add(at(65), [latency(5.0)])  # 12:01:05: inside the grace, the first window stays open
     assert w.close() == []
     w.add(at(30), [latency(1e6)])  # late but within grace: merged into its window
     w.add(at(70), [])  # the watermark passes 12:01 + 10 s
+    assert w.closable()
     ((start, end, points),) = w.close()
+    assert not w.closable()
     assert (start, end) == (at(0), at(60))
     (p,) = points
     assert p.count == 1001 and p.max == 1e6 and p.min == 1
