@@ -218,6 +218,12 @@ def build_app(
             raw = None if state.phase == "inactive" else json.dumps(state.to_json()).encode()
             await keep(sources, series_id(key), raw)
 
+    closing: dict[str, asyncio.Future[None] | None] = {"task": None}
+
+    def failed_close(task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("closing a window failed", exc_info=task.exception())
+
     @app.agent(source, name="watch")
     async def watch(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
@@ -236,8 +242,12 @@ def build_app(
                     exposition.latency.labels(dict(o.labels)["stage"]).observe(o.value / 1000)
             msg.incref()  # held until its window is published
             held[start].append(event)
-            if windows.closable():
-                await close_windows()
+            if windows.closable() and (closing["task"] is None or closing["task"].done()):
+                # in the background: the next records are read while a window's drift is
+                # measured (the model runs on its own thread)
+                task = asyncio.ensure_future(close_windows())
+                task.add_done_callback(failed_close)
+                closing["task"] = task
 
     @app.timer(settings.close_every_s)  # type: ignore[untyped-decorator]
     async def tick() -> None:
@@ -248,6 +258,7 @@ def build_app(
             windows.advance(
                 max(windows.watermark, datetime.now(UTC) - timedelta(seconds=settings.grace_s))
             )
+        if windows.closable():  # due, and no record came to close it
             await close_windows()
 
     @app.timer(settings.window_s)  # type: ignore[untyped-decorator]
