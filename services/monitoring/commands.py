@@ -77,6 +77,7 @@ def alerts_tail(ctx: Context, from_beginning: bool, stop_after_s: float | None) 
     """Follow alert transitions: firing in red, resolved in green, with runbook links."""
     from shared.kafka.reader import follow
 
+    ctx.ensure_topics()  # a fresh cluster: wait for the first alert, not fail
     topic = MONITORING_ALERTS.name(ctx.prefix)
     for rec in follow(ctx.bootstrap, topic, from_beginning, stop_after_s):
         click.echo(alert_line(Alert.from_bytes(rec.value)))
@@ -98,6 +99,7 @@ def metrics_tail(
     """Follow metric points as their windows close."""
     from shared.kafka.reader import follow
 
+    ctx.ensure_topics()
     topic = MONITORING_METRICS.name(ctx.prefix)
     for rec in follow(ctx.bootstrap, topic, from_beginning, stop_after_s):
         p = MetricPoint.from_bytes(rec.value)
@@ -113,6 +115,7 @@ def status(ctx: Context) -> None:
     from shared.kafka.lag import consumer_lag
     from shared.kafka.reader import read_to_end
 
+    ctx.ensure_topics()
     click.secho("consumer lag (records not yet processed)", bold=True)
     lag = consumer_lag(ctx.bootstrap, ctx.prefix)
     if not lag:

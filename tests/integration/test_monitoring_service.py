@@ -350,3 +350,14 @@ def test_questions_from_the_reference_raise_no_drift_and_new_ones_do(
     fired = [a for a in alerts(b, p) if a.state is AlertState.FIRING]
     # pending at the first new window's close (90 s), firing at the next (100 s)
     assert [(a.rule, a.starts_at) for a in fired] == [("QuestionDrift", at(100))]
+
+
+def test_the_on_call_commands_work_on_a_cluster_with_no_topics_yet(
+    kafka_bootstrap: str, service_env: dict[str, str]
+) -> None:
+    env = {**service_env, "KAFKA_TOPIC_PREFIX": f"fresh{time.monotonic_ns()}."}
+    status = llmops("status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "no closed window yet" in status.stdout and "alerts firing now: 0" in status.stdout
+    tail = llmops("alerts", "tail", "--for", "1", env=env)
+    assert tail.returncode == 0 and tail.stdout == "", tail.stderr
