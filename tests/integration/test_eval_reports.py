@@ -13,34 +13,16 @@ from click.testing import CliRunner
 from kafka import KafkaProducer
 
 from services.cli import main
-from shared.events import EvalCase, EvalResult, JoinedFeedback, Metric
+from shared.events import EvalCase, EvalResult, Metric
 from shared.topics import EVAL_CASES, EVAL_RESULTS
+from tests.eval_results import eval_result
 
 pytestmark = pytest.mark.integration
 
 
 def result(i: int, version: str, down: bool, support: float, age: timedelta) -> EvalResult:
     when = datetime.now(UTC) - age
-    return EvalResult(
-        trace_id=f"{i:032x}",
-        tenant="acme",
-        prompt_name="rag",
-        prompt_version=version,
-        trace_status="ok",
-        trace_time=when,
-        metrics={"support_mean": Metric(value=support), "refusal": Metric(missing="x")},
-        feedback=[
-            JoinedFeedback(
-                feedback_id=f"f{i}",
-                author="u",
-                source="user",
-                name="helpful",
-                value={"type": "thumbs", "thumbs": "down" if down else "up"},
-                given_at=when,
-            )
-        ],
-        evaluator_version="1",
-    )
+    return eval_result(i, version, down, support, when, refusal=Metric(missing="x"))
 
 
 def cli(env: dict[str, str], *args: str) -> Any:

@@ -38,6 +38,7 @@ from services.feedback.scores import (
 )
 from services.feedback.stats import auroc, auroc_interval, wilson
 from shared.events import FeedbackEvent, InferenceTrace, Metric, RetrievedChunk
+from tests.eval_results import eval_result
 
 # ---- metrics -------------------------------------------------------------------------------
 
@@ -340,37 +341,6 @@ def test_auroc_interval_contains_its_estimate_and_separates_signal_from_noise() 
 # ---- reports -------------------------------------------------------------------------------
 
 
-def a_result(i: int, version: str, down: bool | None, support: float | None) -> Any:
-    from shared.events import EvalResult, JoinedFeedback
-
-    feedback = []
-    if down is not None:
-        feedback.append(
-            JoinedFeedback(
-                feedback_id=f"f{i}",
-                author="u",
-                source="user",
-                name="helpful",
-                value={"type": "thumbs", "thumbs": "down" if down else "up"},
-                given_at="2026-11-30T10:00:00Z",
-            )
-        )
-    metrics = {
-        "support_mean": Metric(value=support) if support is not None else Metric(missing="refusal")
-    }
-    return EvalResult(
-        trace_id=f"{i:032x}",
-        tenant="acme",
-        prompt_name="rag",
-        prompt_version=version,
-        trace_status="ok",
-        trace_time="2026-11-30T10:00:00Z",
-        metrics=metrics,
-        feedback=feedback,
-        evaluator_version="1",
-    )
-
-
 def test_agreement_finds_the_metric_that_predicts_thumbs_down_and_says_when_it_cannot() -> None:
     from services.feedback.evaluate import agreement
 
@@ -378,15 +348,16 @@ def test_agreement_finds_the_metric_that_predicts_thumbs_down_and_says_when_it_c
     results = []
     for i in range(120):
         down = bool(rng.random() < 0.4)
-        results.append(a_result(i, "v1", down, float((0.3 if down else 0.7) + rng.normal(0, 0.15))))
-    results += [a_result(1000 + i, "v1", None, 0.5) for i in range(20)]  # unrated: not counted
-    results.append(a_result(2000, "v1", True, None))  # missing: not counted, never NaN
+        support = float((0.3 if down else 0.7) + rng.normal(0, 0.15))
+        results.append(eval_result(i, "v1", down, support))
+    results += [eval_result(1000 + i, "v1", None, 0.5) for i in range(20)]  # unrated: not counted
+    results.append(eval_result(2000, "v1", True, None))  # missing: not counted, never NaN
     rows = {a.metric: a for a in agreement(results)}
     support = rows["support_mean"]
     assert support.n == 120 and support.auroc is not None
     assert support.auroc.low > 0.7 and support.verdict == "agrees with users"
     assert rows["refusal"].auroc is None and "not enough data (0 rated" in rows["refusal"].verdict
-    noise = [a_result(i, "v1", bool(i % 2), float(rng.random())) for i in range(60)]
+    noise = [eval_result(i, "v1", bool(i % 2), float(rng.random())) for i in range(60)]
     assert {a.metric: a for a in agreement(noise)}[
         "support_mean"
     ].verdict == "no better than chance"
@@ -396,7 +367,7 @@ def test_compare_waits_for_enough_data_then_names_the_preferred_version() -> Non
     from services.feedback.evaluate import compare
 
     def arm(version: str, n: int, up_rate: float, start: int) -> list[Any]:
-        return [a_result(start + i, version, i >= n * up_rate, 0.6) for i in range(n)]
+        return [eval_result(start + i, version, i >= n * up_rate, 0.6) for i in range(n)]
 
     few = arm("v1", 10, 0.3, 0) + arm("v2", 10, 0.9, 100)
     arms, verdict = compare(few, "rag", min_n=30)
