@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -101,3 +103,27 @@ class ServiceProcess:
     def alive(self) -> bool:
         """True while the process runs."""
         return self.proc is not None and self.proc.poll() is None
+
+
+def llmops(
+    *args: str, env: dict[str, str] | None = None, timeout_s: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``llmops ARGS`` in its own process (this environment, or ``env``), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, every_s: float = 1.0) -> Any:
+    """Poll ``check`` until it returns something truthy; its last value."""
+    deadline = time.monotonic() + timeout_s
+    got = check()
+    while not got and time.monotonic() < deadline:
+        time.sleep(every_s)
+        got = check()
+    return got

@@ -15,7 +15,7 @@ from shared.http import wait_ok
 from shared.kafka.broker import free_port
 from shared.topics import EVAL_RESULTS
 from shared.upstream import delete_event, publish_documents
-from tests.kafka_helpers import consume
+from tests.kafka_helpers import consume, llmops
 
 pytestmark = pytest.mark.e2e
 
@@ -107,16 +107,7 @@ def test_published_documents_become_answerable_and_deletes_disappear(
     assert "i do not know" in r.json()["answer"].lower(), r.json()
 
     # the terminal client streams the answer, then lists its sources
-    import subprocess
-    import sys
-
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "ask", question, "--url", url, "--key", key],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    out = llmops("ask", question, "--url", url, "--key", key)
     assert out.returncode == 0, out.stderr
     assert "[1] Backups (kb/backup.md" in out.stdout and "trace " in out.stdout
 
@@ -124,13 +115,10 @@ def test_published_documents_become_answerable_and_deletes_disappear(
     (rate,) = [line for line in out.stdout.splitlines() if line.startswith("rate it: ")]
     trace_id = rate.split()[4]
     assert f"llmops feedback {trace_id} --up|--down" in rate and f"--url {url}" in rate
-    rated = subprocess.run(
-        [sys.executable, "-m", "services.cli", "feedback", trace_id, "--down"]
-        + ["--correction", "35 days, in Frankfurt.", "--url", url, "--key", key],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    rated = llmops(
+        *["feedback", trace_id, "--down", "--correction", "35 days, in Frankfurt."],
+        *["--url", url, "--key", key],
+        timeout_s=60,
     )
     assert rated.returncode == 0 and "stored for trace" in rated.stdout, rated.stderr
 

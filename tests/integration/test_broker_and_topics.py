@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,19 +13,9 @@ from shared.kafka.admin import create_topics
 from shared.kafka.broker import answers_metadata, free_port
 from shared.settings import PlatformSettings
 from shared.topics import DOCS_CHUNKS, TOPICS
+from tests.kafka_helpers import llmops
 
 pytestmark = pytest.mark.integration
-
-
-def llmops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def test_kafka_start_status_stop(tmp_path: Path) -> None:

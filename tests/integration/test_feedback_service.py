@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -28,6 +27,7 @@ from shared.topics import (
     INFERENCE_COMPLETED,
 )
 from shared.upstream import publish_feedback
+from tests.kafka_helpers import wait_for
 
 FAST = {"FEEDBACK_JOIN_WAIT_S": "4", "FEEDBACK_SWEEP_INTERVAL_S": "0.5"}
 
@@ -74,16 +74,6 @@ def latest_results(bootstrap: str, prefix: str) -> dict[str, EvalResult]:
         r = EvalResult.from_bytes(rec.value)
         out[r.trace_id] = r
     return out
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, every_s: float = 1.0) -> Any:
-    """Poll ``check`` until it returns something truthy; its last value."""
-    deadline = time.monotonic() + timeout_s
-    got = check()
-    while not got and time.monotonic() < deadline:
-        time.sleep(every_s)
-        got = check()
-    return got
 
 
 def explain(b: str, p: str, ids: list[str], service: Any) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,8 @@ from shared.topics import (
     MONITORING_METRICS,
     TOPICS,
 )
+from tests.kafka_helpers import llmops as run_cli
+from tests.kafka_helpers import wait_for as poll
 
 WINDOW_S = 10
 RULES = """
@@ -85,13 +86,7 @@ def alerts(bootstrap: str, prefix: str) -> list[Alert]:
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.5)
-    return check()
+    return poll(check, timeout_s, every_s=0.5)
 
 
 def monitoring_env(tmp_path: Path) -> dict[str, str]:
@@ -109,14 +104,7 @@ def transitions(found: list[Alert]) -> list[tuple[AlertState, datetime, datetime
 
 
 def llmops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(*args, env=env, timeout_s=120)
 
 
 def test_an_error_burst_fires_once_and_resolves_and_a_replay_says_the_same(
