@@ -14,6 +14,7 @@ from tqdm import tqdm
 from services.embedding.indexer import Indexer
 from shared.embedder import Embedder
 from shared.events import ChunkBatch
+from shared.kafka.reader import partitions
 from shared.topics import DOCS_CHUNKS
 from shared.vector_store import VectorStore
 
@@ -81,7 +82,7 @@ def reindex(
         auto_offset_reset="earliest",
     )
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = partitions(consumer, topic)
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         total = sum(consumer.end_offsets(tps).values())

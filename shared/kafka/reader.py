@@ -14,12 +14,24 @@ from shared.events import Event
 E = TypeVar("E", bound=Event)
 
 
+def partitions(c: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic``, in order (none: the topic does not exist)."""
+    return [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+
+
+def existing(c: KafkaConsumer, topic: str, bootstrap: str) -> list[TopicPartition]:
+    """Every partition of ``topic``; LookupError when there is no such topic."""
+    tps = partitions(c, topic)
+    if not tps:
+        raise LookupError(f"no topic {topic} on {bootstrap}")
+    return tps
+
+
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """Next offset of every partition of ``topic``."""
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        return {tp.partition: off for tp, off in c.end_offsets(tps).items()}
+        return {tp.partition: off for tp, off in c.end_offsets(partitions(c, topic)).items()}
     finally:
         c.close()
 
@@ -63,9 +75,7 @@ def read_to_end(bootstrap: str, topic: str, poll_ms: int = 500) -> Iterator[Cons
     report reads: later records wait for the next run)."""
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        if not tps:
-            raise LookupError(f"no topic {topic} on {bootstrap}")
+        tps = existing(c, topic, bootstrap)
         ends = {tp: off for tp, off in c.end_offsets(tps).items() if off > 0}
         c.assign(list(ends))
         for tp in ends:
@@ -91,13 +101,9 @@ def follow(
 ) -> Iterator[ConsumerRecord]:
     """Records of ``topic`` as they come (``tail -f``): from now, or from the beginning;
     until ``stop_after_s`` seconds have passed (None: until interrupted)."""
-    import time
-
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        if not tps:
-            raise LookupError(f"no topic {topic} on {bootstrap}")
+        tps = existing(c, topic, bootstrap)
         c.assign(tps)
         if from_beginning:
             c.seek_to_beginning(*tps)
