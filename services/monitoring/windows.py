@@ -148,31 +148,27 @@ class Windows:
             agg = series[(name, labels)] = Aggregate(kind)
         return agg
 
+    def _oldest(self) -> datetime | None:
+        """The start of the oldest window not closed yet (None: no record seen)."""
+        starts = [*self.open, *([self.closed_before] if self.closed_before else [])]
+        return min(starts) if starts and self.watermark is not None else None
+
     def closable(self) -> bool:
         """Whether ``close`` would close a window now (cheap: checked for every record)."""
-        if self.watermark is None:
+        first = self._oldest()
+        if first is None or self.watermark is None:
             return False
-        first = min(self.open) if self.open else self.closed_before
-        if first is None:
-            return False
-        if self.closed_before is not None:
-            first = min(first, self.closed_before)
-        ends = first + timedelta(seconds=self.size_s + self.grace_s)
-        return ends <= self.watermark
+        return first + timedelta(seconds=self.size_s + self.grace_s) <= self.watermark
 
     def close(self) -> list[tuple[datetime, datetime, list[MetricPoint]]]:
         """Close every window whose end plus grace the watermark has passed, oldest first:
         (start, end, its points) for each, a window with no data included (rules need to
         see that nothing came)."""
-        if self.watermark is None:
+        first = self._oldest()
+        if first is None or self.watermark is None:
             return []
         size = timedelta(seconds=self.size_s)
         grace = timedelta(seconds=self.grace_s)
-        first = min(self.open) if self.open else None
-        if self.closed_before is not None:
-            first = self.closed_before if first is None else min(first, self.closed_before)
-        if first is None:
-            return []
         out = []
         start = first
         while start + size + grace <= self.watermark:
