@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import click
 
 from shared.cli import Context, pass_context
+from shared.vector_store import StoreError
 
 if TYPE_CHECKING:
     import faust
@@ -264,6 +265,8 @@ def run(
         check = SERVICES[name].check
         if check is not None:
             check(process)
+    if any(SERVICES[name].store for name in chosen):
+        process.store  # noqa: B018 - opened now: a locked or old store stops the start at once
     ctx.ensure_topics()
     try:
         parts = [SERVICES[name].build(process) for name in chosen]
@@ -300,4 +303,6 @@ def run_command(ctx: Context, services: tuple[str, ...]) -> None:
     except PlanError as exc:
         raise click.UsageError(str(exc)) from exc
     except StartError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except StoreError as exc:  # locked, or written by an older version
         raise click.ClickException(str(exc)) from exc

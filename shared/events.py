@@ -156,6 +156,11 @@ class Chunk(BaseModel):
     token_count: int = Field(ge=0, description="Tokens by the embedding model's tokenizer.")
     char_start: int = Field(ge=0, description="Start offset in the normalised document text.")
     char_end: int = Field(ge=0, description="End offset (exclusive) in the normalised text.")
+    heading: str = Field(
+        default="",
+        description="Heading path of the section the chunk starts in (Markdown and HTML), "
+        "e.g. 'Install › Linux'; indexed with the chunk, not cited.",
+    )
 
 
 class ChunkBatch(Event):

@@ -8,11 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qdrant_client import models as qm
-
 from shared.embedder import Embedder, get_embedder
 from shared.model_files import DEFAULT_MODEL
-from shared.vector_store import PUBLIC, VectorStore
+from shared.vector_store import PUBLIC, Fusion, Match, Search, SearchMode, VectorStore
 
 FilterValue = str | int | bool | list[str] | list[int]
 
@@ -41,6 +39,12 @@ def filterable(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metadata.items() if _filterable_value(v)}
 
 
+def indexed_text(title: str, heading: str, text: str) -> str:
+    """What is embedded and indexed for BM25: the chunk behind its document's title and its
+    heading path, which chunking cut off. Citations show the chunk alone."""
+    return "\n".join(part for part in (title.strip(), heading.strip(), text) if part)
+
+
 @dataclass(frozen=True)
 class Hit:
     """One retrieved chunk."""
@@ -49,30 +53,22 @@ class Hit:
     doc_id: str
     title: str
     text: str
-    score: float
+    score: float  # the ranking's own: cosine (dense), BM25 (sparse) or fused (hybrid)
+    similarity: float  # cosine of the question and the chunk, in every mode
     chunk_index: int
     version: int
     source: str
     metadata: dict[str, Any]
 
 
-def access_filter(tenant: str, groups: list[str]) -> list[qm.Condition]:
+def access_filter(tenant: str, groups: list[str]) -> list[Match]:
     """The conditions no caller can drop: own tenant, and an acl that admits one of its groups."""
-    return [
-        qm.FieldCondition(key="tenant", match=qm.MatchValue(value=tenant)),
-        qm.FieldCondition(key="acl", match=qm.MatchAny(any=[PUBLIC, *groups])),
-    ]
+    return [Match("tenant", tenant), Match("acl", [PUBLIC, *groups])]
 
 
-def metadata_filter(filters: Mapping[str, FilterValue] | None) -> list[qm.Condition]:
+def metadata_filter(filters: Mapping[str, FilterValue] | None) -> list[Match]:
     """Caller filters, confined to the document metadata namespace."""
-    out: list[qm.Condition] = []
-    for key, value in (filters or {}).items():
-        match: Any = (
-            qm.MatchAny(any=value) if isinstance(value, list) else qm.MatchValue(value=value)
-        )
-        out.append(qm.FieldCondition(key=f"metadata.{key}", match=match))
-    return out
+    return [Match(f"metadata.{key}", value) for key, value in (filters or {}).items()]
 
 
 def query_embedder(
@@ -94,9 +90,14 @@ def retrieve(
     score_threshold: float | None = None,
     embedder_for: Callable[[str], Embedder] = get_embedder,
     timings: dict[str, float] | None = None,
+    mode: SearchMode = SearchMode.HYBRID,
+    fusion: Fusion = Fusion.RRF,
+    rrf_k: int = 60,
 ) -> list[Hit]:
-    """Best chunks for ``query`` that ``tenant`` with ``groups`` may read.
+    """Best chunks for ``query`` that ``tenant`` with ``groups`` may read, best first.
 
+    ``mode`` ranks by the embedding, by BM25, or by both fused in the engine;
+    ``score_threshold`` is a cosine similarity every chunk must reach, in every mode.
     ``timings`` (when given) receives the milliseconds spent embedding and searching.
     """
     collection = store.active()
@@ -108,24 +109,31 @@ def retrieve(
     t1 = time.perf_counter()
     points = store.search(
         collection,
-        vector,
-        access_filter(tenant, groups) + metadata_filter(filters),
-        limit=top_k,
-        score_threshold=score_threshold,
+        Search(
+            vector,
+            query,
+            access_filter(tenant, groups) + metadata_filter(filters),
+            top_k,
+            mode,
+            fusion,
+            rrf_k,
+            score_threshold,
+        ),
     )
     if timings is not None:
         timings["embed"] = (t1 - t0) * 1000
         timings["retrieve"] = (time.perf_counter() - t1) * 1000
     hits = []
     for p in points:
-        pl = p.payload or {}
+        pl = p.payload
         hits.append(
             Hit(
-                chunk_id=str(p.id),
+                chunk_id=p.id,
                 doc_id=pl["doc_id"],
                 title=pl.get("title", ""),
                 text=pl.get("text", ""),
-                score=float(p.score),
+                score=p.score,
+                similarity=p.similarity,
                 chunk_index=int(pl.get("chunk_index", 0)),
                 version=int(pl.get("version", 0)),
                 source=pl.get("source", ""),

@@ -109,16 +109,17 @@ def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
 
 
 class QdrantSettings(BaseSettings):
-    """Where vectors live: embedded Qdrant on disk by default, a server when ``url`` is set."""
+    """Where vectors live: embedded Qdrant Edge on disk by default, a server when ``url`` is
+    set."""
 
     model_config = SettingsConfigDict(env_prefix="QDRANT_", extra="ignore")
 
     url: str | None = Field(
-        default=None, description="Qdrant server URL; unset uses embedded Qdrant on disk."
+        default=None, description="Qdrant server URL; unset uses embedded Qdrant Edge on disk."
     )
     api_key: SecretStr | None = Field(default=None, description="API key of the Qdrant server.")
     path: Path | None = Field(
-        default=None, description="Folder of the embedded store; default <data_dir>/qdrant."
+        default=None, description="Folder of the embedded store; default <data_dir>/vectors."
     )
     alias: str = Field(
         default="chunks",

@@ -1,45 +1,157 @@
-"""The vector store: one code path for embedded Qdrant (on disk) and a Qdrant server.
+"""The vector store: one interface, two backends.
 
-Readers and writers address the stable alias; it points at the active collection, which is
-named after its embedding model and dimension. The embedded store is single-process (it
-takes a file lock), so every call goes through one lock and the process owns the store.
+- Embedded (the default): Qdrant Edge, Qdrant's own engine in-process (segments, HNSW,
+  payload indexes, sparse vectors, fusion). Only ``shared/store_edge.py`` imports it.
+- A Qdrant server when ``QDRANT_URL`` is set, through qdrant-client (``shared/store_client.py``).
+
+Readers and writers address a stable alias; it points at the active collection, which is
+named after its embedding model and dimension. Every point has a dense vector (the embedding
+model's) and a sparse BM25 vector of the same text, so a query can rank by either or fuse
+both in the engine. Callers see only the types of this module, never a backend's own.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
-import warnings
+from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from qdrant_client import QdrantClient
-from qdrant_client import models as qm
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from shared.settings import PlatformSettings, QdrantSettings
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import qdrant_edge
 
-INDEXED_FIELDS = {
-    "doc_key": qm.PayloadSchemaType.KEYWORD,
-    "tenant": qm.PayloadSchemaType.KEYWORD,
-    "doc_id": qm.PayloadSchemaType.KEYWORD,
-    "acl": qm.PayloadSchemaType.KEYWORD,
-}
 # acl holds this marker when a document is readable by every group of its tenant.
 PUBLIC = "*"
+# The payload fields filters use, each with a keyword index.
+INDEXED_FIELDS = ("doc_key", "tenant", "doc_id", "acl")
+DENSE = "dense"
+SPARSE = "bm25"
+# With a score threshold, the sparse ranking looks at this many of the dense candidates over
+# it (per result asked): enough that BM25 can lift a chunk the model ranked far down.
+GATED_CANDIDATES_PER_RESULT = 20
+MIN_GATED_CANDIDATES = 200
+# Each ranking hands this many candidates (per result asked) to the fusion.
+PREFETCH_PER_RESULT = 4
 
 
-class StoreLocked(RuntimeError):
+class StoreError(RuntimeError):
+    """The store cannot be opened as it is; the message says what to do."""
+
+
+class StoreLocked(StoreError):
     """The embedded store is held by another process."""
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+class LegacyStore(StoreError):
+    """An embedded store written by an older version (qdrant-client's local mode)."""
+
+
+class SearchMode(StrEnum):
+    """How retrieval ranks chunks."""
+
+    DENSE = "dense"
+    SPARSE = "sparse"
+    HYBRID = "hybrid"
+
+
+class Fusion(StrEnum):
+    """How hybrid retrieval fuses the dense and the BM25 rankings (in the engine)."""
+
+    RRF = "rrf"
+    DBSF = "dbsf"
+
+
+FilterScalar = str | int | bool
+
+
+@dataclass(frozen=True)
+class Match:
+    """A filter condition: payload field ``key`` equals ``value``, or one of a list's values."""
+
+    key: str
+    value: FilterScalar | list[str] | list[int]
+
+
+@dataclass(frozen=True)
+class Point:
+    """A point to write: its dense vector, and the text its BM25 vector is made from."""
+
+    id: str
+    vector: Sequence[float]
+    text: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored point (the dense vector only when asked for)."""
+
+    id: str
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A search result: ``score`` is the ranking's own (cosine, BM25 or fused), ``similarity``
+    the cosine of the query and the point's dense vector, whatever the ranking."""
+
+    id: str
+    score: float
+    similarity: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Search:
+    """One query: the ranking, the filter that always applies, and how many results.
+
+    ``score_threshold`` is a cosine similarity: every result is at least that similar to the
+    question, in every mode (the sparse and fused rankings only reorder such chunks).
+    """
+
+    vector: list[float]
+    text: str
+    must: list[Match]
+    limit: int
+    mode: SearchMode = SearchMode.HYBRID
+    fusion: Fusion = Fusion.RRF
+    rrf_k: int = 60
+    score_threshold: float | None = None
+
+    def plan(self) -> list[Stage]:
+        """The rankings to run: one, or two for the engine to fuse (dense first)."""
+        t = self.score_threshold
+        gate = None
+        if t is not None:
+            n = max(MIN_GATED_CANDIDATES, GATED_CANDIDATES_PER_RESULT * self.limit)
+            gate = Stage(DENSE, n, t)
+        if self.mode is SearchMode.DENSE:
+            return [Stage(DENSE, self.limit, t)]
+        if self.mode is SearchMode.SPARSE:
+            return [Stage(SPARSE, self.limit, within=gate)]
+        n = max(self.limit * PREFETCH_PER_RESULT, 20)
+        return [Stage(DENSE, n, t), Stage(SPARSE, n, within=gate)]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One ranking of a query plan: by the dense or the BM25 vector, of the whole filtered
+    collection or only of the candidates of another stage (``within``)."""
+
+    using: str
+    limit: int
+    threshold: float | None = None
+    within: Stage | None = None
 
 
 @dataclass
@@ -52,43 +164,80 @@ class CollectionInfo:
     points: int
 
 
-@dataclass
-class VectorStore:
-    """Thread-safe facade over a QdrantClient."""
+@lru_cache(maxsize=1)
+def _bm25() -> qdrant_edge.Bm25:
+    import qdrant_edge
 
-    client: QdrantClient
+    # English: lower case, stop words dropped, Snowball stems. Chunks are about 200 words.
+    return qdrant_edge.Bm25(qdrant_edge.Bm25Config(language="english", avg_len=160.0))
+
+
+def bm25_document(text: str) -> tuple[list[int], list[float]]:
+    """The BM25 sparse vector of an indexed text: term frequencies (the engine adds IDF).
+    Both backends use this one tokenizer, so a collection means the same on either."""
+    v = _bm25().embed_document(text)
+    return list(v.indices), list(v.values)
+
+
+def bm25_query(text: str) -> tuple[list[int], list[float]]:
+    """The BM25 sparse vector of a question: each distinct term once."""
+    v = _bm25().embed_query(text)
+    return list(v.indices), list(v.values)
+
+
+def cosine(query: Sequence[float], stored: Sequence[float] | None) -> float:
+    """Cosine of two unit vectors (the embedder normalises every vector)."""
+    if stored is None:
+        raise ValueError("the store returned a point without its dense vector")
+    return float(sum(x * y for x, y in zip(query, stored, strict=True)))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@dataclass
+class VectorStore(ABC):
+    """Collections behind an alias, points with dense and BM25 vectors; thread-safe."""
+
     alias: str
+    backend: ClassVar[str] = ""  # which engine, for stats and messages
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _models: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(
-        cls, settings: QdrantSettings, platform: PlatformSettings, prefix: str = ""
+        cls,
+        settings: QdrantSettings,
+        platform: PlatformSettings,
+        prefix: str = "",
+        convert_legacy: bool = False,
     ) -> VectorStore:
-        """Connect to the server in ``settings.url``, else open the embedded store on disk."""
+        """The server in ``settings.url``, else the embedded store on disk.
+
+        An embedded store that an older version wrote (qdrant-client's local mode) raises
+        LegacyStore, unless ``convert_legacy`` (``llmops reindex``): then it is moved aside and
+        a new store is made, for the caller to fill from docs.chunks.
+        """
         alias = _slug(f"{prefix}{settings.alias}") or "chunks"
         if settings.url:
-            key = settings.api_key.get_secret_value() if settings.api_key else None
-            client = QdrantClient(url=settings.url, api_key=key, timeout=int(settings.timeout_s))
-        else:
-            path = settings.path or platform.data_dir / "qdrant"
-            Path(path).mkdir(parents=True, exist_ok=True)
-            try:
-                client = QdrantClient(path=str(path))
-            except RuntimeError as exc:
-                if "already accessed" in str(exc):
-                    raise StoreLocked(
-                        f"the embedded vector store at {path} is open in another process "
-                        "(a running embedding service?). Stop it, or use a Qdrant server "
-                        "(QDRANT_URL)."
-                    ) from exc
-                raise
-        return cls(client=client, alias=alias)
+            from shared.store_client import ClientStore
 
+            return ClientStore.connect(settings, alias)
+        from shared.store_edge import EdgeStore
+
+        path = Path(settings.path or platform.data_dir / "vectors")
+        return EdgeStore.at(
+            path, alias, legacy=platform.data_dir / "qdrant", convert=convert_legacy
+        )
+
+    @abstractmethod
     def close(self) -> None:
-        """Release the store (and the embedded store's file lock)."""
-        with self._lock:
-            self.client.close()
+        """Release the store (and the embedded store's lock)."""
+
+    def transient(self, exc: BaseException) -> bool:
+        """A store that is down, slow or short of disk: retry, it is not the input's fault."""
+        return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
     # collections -----------------------------------------------------------------------
     def collection_name(self, model: str, dim: int, generation: str = "") -> str:
@@ -96,137 +245,77 @@ class VectorStore:
         base = f"{self.alias}-{_slug(Path(model).name)}-{dim}"
         return f"{base}-{generation}" if generation else base
 
+    @abstractmethod
     def ensure_collection(self, name: str, model: str, dim: int) -> None:
-        """Create the collection with payload indexes unless it exists."""
-        with self._lock:
-            if self.client.collection_exists(name):
-                return
-            self.client.create_collection(
-                name,
-                vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
-                metadata={"embedding_model": model, "dim": dim},
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # embedded Qdrant says indexes are a no-op
-                for field_name, schema in INDEXED_FIELDS.items():
-                    self.client.create_payload_index(name, field_name, schema)
+        """Create the collection (dense and BM25 vectors, payload indexes) unless it exists."""
 
+    @abstractmethod
     def active(self) -> str | None:
         """The collection the alias points at."""
-        with self._lock:
-            for a in self.client.get_aliases().aliases:
-                if a.alias_name == self.alias:
-                    return a.collection_name
-        return None
 
+    @abstractmethod
     def activate(self, collection: str) -> str | None:
-        """Point the alias at ``collection`` in one atomic operation; return the previous one."""
-        with self._lock:
-            previous = self.active()
-            ops: list[Any] = []
-            if previous is not None:
-                ops.append(
-                    qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self.alias))
-                )
-            ops.append(
-                qm.CreateAliasOperation(
-                    create_alias=qm.CreateAlias(collection_name=collection, alias_name=self.alias)
-                )
-            )
-            self.client.update_collection_aliases(change_aliases_operations=ops)
-            return previous
+        """Point the alias at ``collection`` atomically; return the previous one."""
 
+    @abstractmethod
     def info(self, collection: str) -> CollectionInfo:
         """Model, dimension and size of a collection."""
-        with self._lock:
-            c = self.client.get_collection(collection)
-            meta = c.config.metadata or {}
-            count = self.client.count(collection, exact=True).count
-        return CollectionInfo(
-            collection, str(meta.get("embedding_model", "?")), int(meta.get("dim", 0)), count
-        )
+
+    @abstractmethod
+    def drop(self, collection: str) -> None:
+        """Delete a collection."""
 
     def model_of(self, collection: str) -> str:
         """Embedding model of a collection (cached: a collection's model never changes)."""
         model = self._models.get(collection)
         if model is None:
-            with self._lock:
-                meta = self.client.get_collection(collection).config.metadata or {}
-            model = self._models[collection] = str(meta.get("embedding_model", ""))
+            model = self._models[collection] = self.info(collection).model
         return model
 
-    def drop(self, collection: str) -> None:
-        """Delete a collection."""
-        with self._lock:
-            self.client.delete_collection(collection)
-
     # points ----------------------------------------------------------------------------
-    def doc_points(
-        self, collection: str, keys: list[str], with_vectors: bool = False
-    ) -> dict[str, list[qm.Record]]:
-        """Every point of the given documents (``tenant/doc_id`` keys), in one scan."""
-        out: dict[str, list[qm.Record]] = {k: [] for k in keys}
-        if not keys:
-            return out
-        flt = qm.Filter(must=[qm.FieldCondition(key="doc_key", match=qm.MatchAny(any=keys))])
-        offset = None
-        with self._lock:
-            while True:
-                page, offset = self.client.scroll(
-                    collection,
-                    scroll_filter=flt,
-                    limit=1024,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=with_vectors,
-                )
-                for rec in page:
-                    out[str((rec.payload or {}).get("doc_key"))].append(rec)
-                if offset is None:
-                    return out
+    @abstractmethod
+    def upsert(self, collection: str, points: list[Point]) -> None:
+        """Insert or replace points; returns once the store has them."""
 
-    def upsert(self, collection: str, points: list[qm.PointStruct]) -> None:
-        """Insert or replace points; returns once the store has them (wait=True)."""
-        if points:
-            with self._lock:
-                self.client.upsert(collection, points=points, wait=True)
-
+    @abstractmethod
     def delete(self, collection: str, ids: list[str]) -> None:
-        """Delete points by id (wait=True)."""
-        if ids:
-            with self._lock:
-                self.client.delete(
-                    collection, points_selector=qm.PointIdsList(points=ids), wait=True
-                )
+        """Delete points by id; returns once they are gone."""
 
-    def search(
+    @abstractmethod
+    def scroll(
         self,
         collection: str,
-        vector: list[float],
-        must: list[qm.Condition],
+        must: list[Match],
+        offset: str | None,
         limit: int,
-        score_threshold: float | None = None,
-    ) -> list[qm.ScoredPoint]:
-        """Nearest points under a filter."""
-        with self._lock:
-            return self.client.query_points(
-                collection,
-                query=vector,
-                query_filter=qm.Filter(must=must),
-                limit=limit,
-                with_payload=True,
-                score_threshold=score_threshold,
-            ).points
+        with_vectors: bool,
+    ) -> tuple[list[Record], str | None]:
+        """A page of points under a filter, and the offset of the next page (None: done)."""
 
-    def all_payloads(self, collection: str) -> list[qm.Record]:
-        """Every point's payload (for stats and tests; a scan)."""
-        out: list[qm.Record] = []
-        offset = None
+    @abstractmethod
+    def search(self, collection: str, search: Search) -> list[Scored]:
+        """The best points for ``search``, best first."""
+
+    def doc_points(
+        self, collection: str, keys: list[str], with_vectors: bool = False
+    ) -> dict[str, list[Record]]:
+        """Every point of the given documents (``tenant/doc_id`` keys), in one scan."""
+        out: dict[str, list[Record]] = {k: [] for k in keys}
+        if keys:
+            for rec in self._scan(collection, [Match("doc_key", keys)], with_vectors):
+                out[str(rec.payload.get("doc_key"))].append(rec)
+        return out
+
+    def all_payloads(self, collection: str) -> list[Record]:
+        """Every point's payload (for stats, tests and conversions; a scan)."""
+        return list(self._scan(collection, [], False))
+
+    def _scan(self, collection: str, must: list[Match], with_vectors: bool) -> list[Record]:
+        out: list[Record] = []
+        offset: str | None = None
         with self._lock:
             while True:
-                page, offset = self.client.scroll(
-                    collection, limit=1024, offset=offset, with_payload=True, with_vectors=False
-                )
+                page, offset = self.scroll(collection, must, offset, 1024, with_vectors)
                 out.extend(page)
                 if offset is None:
                     return out
@@ -235,16 +324,16 @@ class VectorStore:
         """Points per tenant, model and last indexed time of the active collection."""
         name = self.active()
         if name is None:
-            return {"alias": self.alias, "collection": None}
+            return {"alias": self.alias, "collection": None, "backend": self.backend}
         info = self.info(name)
         per_tenant: Counter[str] = Counter()
         last = 0.0
         for rec in self.all_payloads(name):
-            p = rec.payload or {}
-            per_tenant[str(p.get("tenant"))] += 1
-            last = max(last, float(p.get("indexed_at", 0.0)))
+            per_tenant[str(rec.payload.get("tenant"))] += 1
+            last = max(last, float(rec.payload.get("indexed_at", 0.0)))
         return {
             "alias": self.alias,
+            "backend": self.backend,
             "collection": name,
             "model": info.model,
             "dim": info.dim,

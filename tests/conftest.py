@@ -81,3 +81,48 @@ def start_service(service_env: dict[str, str], tmp_path: Path) -> Iterator[objec
     yield start
     for p in procs:
         p.stop()
+
+
+# Every backend of the vector store. Qdrant Edge (the default) and qdrant-client (the server
+# backend's code, on its local mode) run everywhere; the server itself where Docker exists.
+STORE_BACKENDS = ["qdrant-edge", "qdrant-client-local", "qdrant-server"]
+
+
+@pytest.fixture(scope="session")
+def qdrant_server_url() -> Iterator[str]:
+    """A real Qdrant server through testcontainers; skipped, saying why, without Docker."""
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means no usable engine
+        pytest.skip(
+            "qdrant-server backend not run: no Docker engine here for testcontainers "
+            f"({type(exc).__name__}); the same code ran on qdrant-client's local mode"
+        )
+    from testcontainers.community.qdrant import QdrantContainer
+
+    with QdrantContainer("qdrant/qdrant:v1.16.0") as server:
+        yield f"http://{server.rest_host_address}"
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """A fresh, empty vector store on each backend in turn."""
+    from shared.settings import PlatformSettings, QdrantSettings
+    from shared.store_client import ClientStore
+    from shared.vector_store import VectorStore
+
+    alias = f"c{uuid.uuid4().hex[:10]}"
+    store: VectorStore
+    if request.param == "qdrant-edge":
+        store = VectorStore.open(QdrantSettings(alias=alias), PlatformSettings(data_dir=tmp_path))
+    elif request.param == "qdrant-client-local":
+        store = ClientStore.local(str(tmp_path / "local"), alias)
+    else:
+        url = request.getfixturevalue("qdrant_server_url")
+        store = VectorStore.open(QdrantSettings(url=url, alias=alias), PlatformSettings())
+    try:
+        yield store
+    finally:
+        store.close()

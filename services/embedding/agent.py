@@ -26,15 +26,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def is_transient(exc: BaseException) -> bool:
-    """A store that is down or slow: retry, it is not the input's fault."""
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-
-    if isinstance(exc, UnexpectedResponse):
-        return exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 429)
-    return isinstance(exc, ResponseHandlingException | ConnectionError | TimeoutError | OSError)
-
-
 def build_app(
     settings: EmbeddingSettings,
     bootstrap: str,
@@ -57,7 +48,7 @@ def build_app(
     async def off_loop(fn: Callable[..., T], *args: Any) -> T:
         """Run fn in the worker thread, retrying with back-off while the store is down."""
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception(is_transient),
+            retry=retry_if_exception(store.transient),
             wait=wait_exponential(multiplier=0.5, max=settings.retry_max_s),
             before_sleep=lambda rs: log.warning(
                 "vector store failing (%s); retrying", rs.outcome.exception() if rs.outcome else "?"

@@ -13,12 +13,12 @@ def commands() -> None:
     """Embedding and the vector store."""
 
 
-def _open_store(ctx: Context) -> VectorStore:
-    from shared.vector_store import StoreLocked
+def _open_store(ctx: Context, convert_legacy: bool = False) -> VectorStore:
+    from shared.vector_store import StoreError
 
     try:
-        return VectorStore.open(ctx.qdrant, ctx.platform, ctx.prefix)
-    except StoreLocked as exc:
+        return VectorStore.open(ctx.qdrant, ctx.platform, ctx.prefix, convert_legacy)
+    except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -36,13 +36,17 @@ def reindex_cmd(ctx: Context, model: str | None, drop_old: bool) -> None:
 
     Readers use the alias throughout, so they keep being served by the old collection until
     the swap. With the embedded store, stop the embedding service first (one process only).
+    An embedded store an older version wrote (qdrant-client's local mode) is converted: it is
+    moved aside and the new store (Qdrant Edge) is built from docs.chunks.
     """
     from services.embedding.reindex import reindex
     from services.embedding.settings import embedding_settings
     from shared.embedder import Embedder
 
     settings = ctx.settings(embedding_settings)
-    store = _open_store(ctx)
+    store = _open_store(ctx, convert_legacy=True)
+    for old in getattr(store, "moved_aside", []):
+        click.echo(f"the old store (qdrant-client local mode) is now at {old}: delete it when done")
     try:
         res = reindex(
             store,

@@ -14,6 +14,7 @@ from services.embedding.logic import (
     build_points,
     collapse,
     plan_document,
+    source_text,
     stored_points,
 )
 from shared.embedder import Embedder
@@ -50,7 +51,12 @@ class Indexer:
         stored = self.store.doc_points(collection, [b.key for b in latest], with_vectors=True)
         plans = [plan_document(b, stored_points(stored[b.key]), model) for b in latest]
         # One model call sequence across every document of the batch.
-        todo = [(c.chunk_id, c.text) for p in plans if p.status == "indexed" for c in p.encode]
+        todo = [
+            (c.chunk_id, source_text(p.batch, c))
+            for p in plans
+            if p.status == "indexed"
+            for c in p.encode
+        ]
         vectors = dict(
             zip(
                 [i for i, _ in todo],

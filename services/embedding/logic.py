@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qdrant_client import models as qm
-
 from shared.events import Chunk, ChunkBatch, Op
-from shared.retrieval import filterable
-from shared.vector_store import PUBLIC
+from shared.retrieval import filterable, indexed_text
+from shared.vector_store import PUBLIC, Point, Record
 
 
 @dataclass(frozen=True)
@@ -19,7 +18,7 @@ class StoredPoint:
 
     id: str
     version: int
-    content_hash: str
+    index_hash: str  # of the text embedded and indexed: the chunk with its context
     model: str
     vector: Sequence[float] | None = None
 
@@ -35,22 +34,28 @@ class DocPlan:
     delete_ids: list[str] = field(default_factory=list)
 
 
-def stored_points(records: Iterable[Any]) -> list[StoredPoint]:
-    """StoredPoints from Qdrant records."""
-    out = []
-    for r in records:
-        p = r.payload or {}
-        vec = r.vector if isinstance(r.vector, list) else None
-        out.append(
-            StoredPoint(
-                str(r.id),
-                int(p.get("version", -1)),
-                str(p.get("content_hash", "")),
-                str(p.get("embedding_model", "")),
-                vec,
-            )
+def source_text(batch: ChunkBatch, chunk: Chunk) -> str:
+    """The text a chunk is embedded and BM25-indexed from."""
+    return indexed_text(batch.title, chunk.heading, chunk.text)
+
+
+def index_hash(batch: ChunkBatch, chunk: Chunk) -> str:
+    """SHA-256 of ``source_text``: a new title or heading re-embeds an unchanged chunk."""
+    return hashlib.sha256(source_text(batch, chunk).encode()).hexdigest()
+
+
+def stored_points(records: Iterable[Record]) -> list[StoredPoint]:
+    """StoredPoints from the store's records."""
+    return [
+        StoredPoint(
+            r.id,
+            int(r.payload.get("version", -1)),
+            str(r.payload.get("index_hash", "")),  # absent before titles were indexed
+            str(r.payload.get("embedding_model", "")),
+            r.vector,
         )
-    return out
+        for r in records
+    ]
 
 
 def collapse(batches: Sequence[ChunkBatch]) -> tuple[list[ChunkBatch], list[ChunkBatch]]:
@@ -84,7 +89,7 @@ def plan_document(batch: ChunkBatch, existing: Sequence[StoredPoint], model: str
             old is not None
             and old.vector is not None
             and old.model == model
-            and old.content_hash == chunk.content_hash
+            and old.index_hash == index_hash(batch, chunk)
         ):
             plan.reuse[chunk.chunk_id] = old.vector
         else:
@@ -108,10 +113,12 @@ def payload(batch: ChunkBatch, chunk: Chunk, model: str, indexed_at: float) -> d
         "chunk_index": chunk.index,
         "text": chunk.text,
         "title": batch.title,
+        "heading": chunk.heading,
         "source": batch.source,
         "acl": batch.acl or [PUBLIC],
         "metadata": filterable(batch.metadata),
         "content_hash": chunk.content_hash,
+        "index_hash": index_hash(batch, chunk),
         "embedding_model": model,
         "indexed_at": indexed_at,
     }
@@ -119,16 +126,14 @@ def payload(batch: ChunkBatch, chunk: Chunk, model: str, indexed_at: float) -> d
 
 def build_points(
     plan: DocPlan, vectors: Mapping[str, Sequence[float]], model: str, indexed_at: float
-) -> list[qm.PointStruct]:
+) -> list[Point]:
     """Points for every chunk of a planned document (new vectors or reused ones)."""
-    points = []
-    for chunk in plan.batch.chunks:
-        vec = vectors.get(chunk.chunk_id) or plan.reuse[chunk.chunk_id]
-        points.append(
-            qm.PointStruct(
-                id=chunk.chunk_id,
-                vector=list(vec),
-                payload=payload(plan.batch, chunk, model, indexed_at),
-            )
+    return [
+        Point(
+            id=chunk.chunk_id,
+            vector=list(vectors.get(chunk.chunk_id) or plan.reuse[chunk.chunk_id]),
+            text=source_text(plan.batch, chunk),
+            payload=payload(plan.batch, chunk, model, indexed_at),
         )
-    return points
+        for chunk in plan.batch.chunks
+    ]

@@ -253,7 +253,7 @@ def run_command(
 
 @contextlib.contextmanager
 def _answerer(ctx: Context, url: str | None, key: str | None) -> Iterator[Any]:
-    from shared.vector_store import StoreLocked
+    from shared.vector_store import StoreError
 
     if url:
         yield _http_answerer(api_url(url), api_key(ctx, key))
@@ -264,7 +264,7 @@ def _answerer(ctx: Context, url: str | None, key: str | None) -> Iterator[Any]:
     try:
         with factory(ctx) as answer:
             yield answer
-    except StoreLocked as exc:
+    except StoreError as exc:
         raise click.ClickException(f"{exc} Or ask the running API: --url") from exc
 
 

@@ -113,8 +113,9 @@ class GenerationQueue:
 
 
 def traced(hits: list[Hit]) -> list[TracedChunk]:
-    """What a trace keeps of the chunks: ids and scores, never their text."""
-    return [TracedChunk(chunk_id=h.chunk_id, doc_id=h.doc_id, score=h.score) for h in hits]
+    """What a trace keeps of the chunks: ids and similarities (cosine, whatever the ranking,
+    so that monitoring's score metrics mean one thing), never their text."""
+    return [TracedChunk(chunk_id=h.chunk_id, doc_id=h.doc_id, score=h.similarity) for h in hits]
 
 
 def failure_of(exc: BaseException) -> GenerationFailed:
@@ -123,6 +124,9 @@ def failure_of(exc: BaseException) -> GenerationFailed:
         return GenerationFailed("the language model timed out", unavailable=True)
     return GenerationFailed(str(exc), unavailable=isinstance(exc, LLMUnavailable))
 
+
+# Chunks fetched per result asked: same-document and near-duplicate chunks are collapsed.
+CANDIDATES_PER_RESULT = 3
 
 # The answer when no passage scores over INFERENCE_SCORE_THRESHOLD; the model is not asked.
 NO_ANSWER = "I do not know: no document I may read answers this."
@@ -196,10 +200,13 @@ class Answering:
                 req.question,
                 key.tenant,
                 key.groups,
-                self._top_k(req.top_k) * 2,
+                self._top_k(req.top_k) * CANDIDATES_PER_RESULT,
                 req.filters,
                 self.settings.score_threshold,
                 timings=timings,
+                mode=req.mode or self.settings.retrieval_mode,
+                fusion=self.settings.fusion,
+                rrf_k=self.settings.rrf_k,
             ),
         )
 
@@ -227,7 +234,8 @@ class Answering:
             time.perf_counter(),
             dict[str, float](),
         )
-        hits = dedupe(await self._search(req, key, timings))[: self._top_k(req.top_k)]
+        # One result per document, its best chunk: results in score order, top_k documents.
+        hits = dedupe(await self._search(req, key, timings), per_doc=1)[: self._top_k(req.top_k)]
         timings["total"] = (time.perf_counter() - t0) * 1000
         self.trace(
             trace_id,

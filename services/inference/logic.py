@@ -73,6 +73,7 @@ def citations(used: Sequence[Hit], snippet_chars: int = 240) -> list[Citation]:
             title=h.title,
             chunk_id=h.chunk_id,
             score=round(h.score, 4),
+            similarity=round(h.similarity, 4),
             snippet=" ".join(h.text.split())[:snippet_chars],
         )
         for i, h in enumerate(used)

@@ -20,6 +20,7 @@ from shared.events import (
     FeedbackSource,
     FeedbackValue,
 )
+from shared.vector_store import SearchMode
 
 FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
 # Strict: `0` is not `false`, and `"5"` is not `5`. No floats: the store matches exact
@@ -34,11 +35,21 @@ class RetrieveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: StrictStr = Field(min_length=1, description="What to search for.")
-    top_k: StrictInt | None = Field(default=None, ge=1, description="Chunks to return.")
+    top_k: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="Results: documents for /v1/retrieve (each its best chunk), chunks to "
+        "choose the context from for /v1/query.",
+    )
     filters: dict[FilterKey, FilterValue] | None = Field(
         default=None,
         description="Equality filters on document metadata fields: a string, an integer or a "
         "boolean, or a list of strings or of integers (any of them matches).",
+    )
+    mode: SearchMode | None = Field(
+        default=None,
+        description="Ranking: dense (the embedding), sparse (BM25 keywords) or hybrid (both, "
+        "fused); unset: the server's INFERENCE_RETRIEVAL_MODE.",
     )
 
 
@@ -65,7 +76,11 @@ class Citation(BaseModel):
     doc_id: str = Field(description="Document it comes from.")
     title: str = Field(description="The document's title.")
     chunk_id: str = Field(description="The chunk's stable id.")
-    score: float = Field(description="Similarity to the question.")
+    score: float = Field(
+        description="The ranking's score: cosine similarity (dense), BM25 (sparse) or the "
+        "fused score (hybrid). Results are in its order, best first."
+    )
+    similarity: float = Field(description="Cosine similarity of the chunk to the question.")
     snippet: str = Field(description="The chunk's first characters.")
 
 
@@ -79,7 +94,8 @@ Timings = dict[str, float]
 
 
 class RetrieveResponse(BaseModel):
-    """The chunks the key's tenant and groups may read, best first."""
+    """The chunks the key's tenant and groups may read, best first: one per document (its
+    best chunk), so that top_k documents come back."""
 
     trace_id: str = Field(description="Id of this request's trace on inference.completed.")
     timings_ms: Timings = Field(description="Milliseconds per stage: embed, retrieve, total.")

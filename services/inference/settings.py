@@ -14,6 +14,7 @@ from shared.settings import (
     PlatformSettings,
     QdrantSettings,
 )
+from shared.vector_store import Fusion, SearchMode
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
@@ -44,6 +45,17 @@ class InferenceSettings(BaseSettings):
         description="Chunks scoring lower are ignored (bench/answers.py: every unanswerable "
         "question of its set scores under 0.28, all but two answerable ones over 0.3).",
     )
+    retrieval_mode: SearchMode = Field(
+        default=SearchMode.HYBRID,
+        description="dense (the embedding), sparse (BM25) or hybrid (both, fused in the "
+        "engine); a request's `mode` overrides it (bench/retrieval.py compares them).",
+    )
+    fusion: Fusion = Field(
+        default=Fusion.RRF,
+        description="How hybrid retrieval fuses its two rankings: rrf (reciprocal rank) or "
+        "dbsf (distribution-based score fusion).",
+    )
+    rrf_k: int = Field(default=60, ge=1, description="k of reciprocal-rank fusion.")
     context_tokens: int = Field(
         default=256,
         ge=0,

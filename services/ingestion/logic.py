@@ -12,18 +12,23 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from services.ingestion.chunker import chunk_text
+from services.ingestion.headings import Headings, headings
 from services.ingestion.normalize import normalize
 from services.ingestion.settings import IngestionSettings
 from services.ingestion.validate import IngestError, parse_event
-from shared.events import Chunk, ChunkBatch, DocumentEvent, Op
+from shared.events import Chunk, ChunkBatch, ContentType, DocumentEvent, Op
 from shared.model_files import load_tokenizer, max_seq_length
 from shared.redact import Redactor
+from shared.retrieval import indexed_text
 
 # Per chunk, the JSON around its text (ids, hash, offsets, field names): about 210 bytes.
 CHUNK_OVERHEAD_BYTES = 320
 # Normalisation (NFC can triple a text's UTF-8 bytes) and redaction placeholders, with room.
 TEXT_GROWTH = 4
 
+# The most tokens a chunk's context (title and heading path) takes from its budget; a longer
+# context still goes in front of the chunk, and the model cuts the chunk's end.
+MAX_CONTEXT_TOKENS = 48
 # Fixed namespace: chunk ids must be the same on every machine and every run.
 CHUNK_NAMESPACE = uuid.UUID("6f1c7f5e-3b9a-4c1e-9a57-2d0c4b8e9d11")
 
@@ -84,7 +89,8 @@ class Ingestor:
         byte of text appears in at most ``ceil(chunk / step)`` chunks (the overlap), after
         growing at most ``TEXT_GROWTH`` times; title, metadata and the rest are copied once.
         """
-        body = self.chunk_tokens - 2  # [CLS] and [SEP] are counted in chunk_tokens
+        # [CLS] and [SEP] are counted in chunk_tokens; the context takes at most its share
+        body = self.chunk_tokens - 2 - min(MAX_CONTEXT_TOKENS, self.chunk_tokens // 4)
         step = max(1, body - min(self.chunk_overlap, body // 2))  # as the chunker caps it
         e = self.max_event_bytes
         chunks = e // step + 1
@@ -115,13 +121,20 @@ class Ingestor:
         """The ChunkBatch for a valid event (raises IngestError for an empty upsert)."""
         chunks: list[Chunk] = []
         redactions: Counter[str] = Counter()
+        # Every free-text field is stored (docs.chunks is compacted, kept forever) and
+        # published: redact them all, as the content.
+        title = self._redacted(event.title, redactions)
         if event.op is Op.UPSERT:
             text = self._redacted(normalize(event.content, event.content_type), redactions)
             if not text:
                 raise IngestError("EmptyContent", "upsert has no text after normalisation")
-            for i, span in enumerate(
-                chunk_text(text, self.tokenizer, self.chunk_tokens, self.chunk_overlap)
-            ):
+            marks = (
+                headings(text)
+                if event.content_type in (ContentType.MARKDOWN, ContentType.HTML)
+                else Headings([], [])
+            )
+            budget = self.chunk_tokens - self._context_tokens(title, marks)
+            for i, span in enumerate(chunk_text(text, self.tokenizer, budget, self.chunk_overlap)):
                 chunks.append(
                     Chunk(
                         chunk_id=chunk_id(event.tenant, event.doc_id, i),
@@ -131,11 +144,9 @@ class Ingestor:
                         token_count=span.token_count,
                         char_start=span.start,
                         char_end=span.end,
+                        heading=marks.at(span.start),
                     )
                 )
-        # Every free-text field is stored (docs.chunks is compacted, kept forever) and
-        # published: redact them all, as the content.
-        title = self._redacted(event.title, redactions)
         source = self._redacted(event.source, redactions)
         metadata = self._redacted(event.metadata, redactions)
         return ChunkBatch(
@@ -156,6 +167,16 @@ class Ingestor:
             source_event_time=event.event_time,
             tokenizer=self.tokenizer_name,
         )
+
+    def _context_tokens(self, title: str, marks: Headings) -> int:
+        """Tokens the longest context of the document (title and heading path) takes in
+        front of a chunk, so that the chunk and its context fit the model together."""
+        longest = max(marks.paths, key=len, default="")
+        context = indexed_text(title, longest, "")
+        if not context:
+            return 0
+        n = len(self.tokenizer.encode(context, add_special_tokens=False).ids) + 1
+        return min(n, MAX_CONTEXT_TOKENS, self.chunk_tokens // 4)
 
     def _redacted(self, value: Any, found: Counter[str]) -> Any:
         """``value`` with every string in it redacted (in metadata, the values: keys are

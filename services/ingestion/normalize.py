@@ -56,6 +56,9 @@ def html_to_text(html: str) -> str:
     for tag in soup(_BLOCKS):
         tag.insert_before("\n\n")
         tag.insert_after("\n\n")
+    for level in range(1, 7):  # headings as Markdown's, so both give heading paths
+        for h in soup(f"h{level}"):
+            h.insert(0, "#" * level + " ")
     for br in soup("br"):
         br.replace_with("\n")
     for cell in soup(["td", "th"]):

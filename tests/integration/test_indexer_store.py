@@ -1,6 +1,7 @@
-"""The Indexer against the real Qdrant client (embedded, on disk) and the real model:
-exact updates and deletes, idempotent replays, no encoding of unchanged chunks, retrieval
-that keeps tenants and acls apart."""
+"""The Indexer against every vector store backend (``any_store``: Qdrant Edge, qdrant-client,
+a Qdrant server where Docker exists) and the real model: exact updates and deletes,
+idempotent replays, no encoding of unchanged chunks, retrieval that keeps tenants and acls
+apart."""
 
 from __future__ import annotations
 
@@ -70,10 +71,8 @@ LONG = "\n\n".join(
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = VectorStore.open(QdrantSettings(path=tmp_path / "q"), PlatformSettings(data_dir=tmp_path))
-    yield s
-    s.close()
+def store(any_store: VectorStore) -> VectorStore:
+    return any_store
 
 
 def points_of(store: VectorStore) -> dict[str, dict]:  # type: ignore[type-arg]

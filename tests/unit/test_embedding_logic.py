@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.embedding.logic import StoredPoint, collapse, plan_document
+from services.embedding.logic import StoredPoint, collapse, index_hash, plan_document
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
 from shared.events import ChunkBatch, DocumentEvent, Op
@@ -24,7 +24,7 @@ def batch(version: int, text: str, op: Op = Op.UPSERT, doc: str = "d") -> ChunkB
 
 
 def stored(b: ChunkBatch, model: str = M) -> list[StoredPoint]:
-    return [StoredPoint(c.chunk_id, b.version, c.content_hash, model, [0.1]) for c in b.chunks]
+    return [StoredPoint(c.chunk_id, b.version, index_hash(b, c), model, [0.1]) for c in b.chunks]
 
 
 TEXT = " ".join(f"Sentence {i} is here." for i in range(40))
@@ -83,7 +83,9 @@ def test_collapse_keeps_the_newest_per_document() -> None:
 def test_store_outages_are_retried_but_bad_requests_are_not() -> None:
     from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-    from services.embedding.agent import is_transient
+    from shared.store_client import ClientStore
+
+    is_transient = ClientStore.local(":memory:", "chunks").transient
 
     def response(code: int) -> UnexpectedResponse:
         return UnexpectedResponse(status_code=code, reason_phrase="x", content=b"", headers=None)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ def hit(doc: str, idx: int, score: float, text: str | None = None) -> Hit:
         title=doc.upper(),
         text=text if text is not None else f"chunk {idx} of document {doc} says its own thing",
         score=score,
+        similarity=score,
         chunk_index=idx,
         version=1,
         source="",

@@ -1,0 +1,248 @@
+"""The vector store on a Qdrant server, through qdrant-client (``QDRANT_URL``).
+
+The same code also runs against qdrant-client's local mode (``ClientStore.local``): the
+store contract tests use it where no server can be started, so this path is exercised on
+every machine, and on a real server where Docker exists.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from shared.settings import QdrantSettings
+from shared.vector_store import (
+    DENSE,
+    INDEXED_FIELDS,
+    SPARSE,
+    CollectionInfo,
+    Match,
+    Point,
+    Record,
+    Scored,
+    Search,
+    Stage,
+    VectorStore,
+    bm25_document,
+    bm25_query,
+    cosine,
+)
+
+
+def _filter(must: list[Match]) -> qm.Filter | None:
+    if not must:
+        return None
+    conds: list[qm.Condition] = [
+        qm.FieldCondition(
+            key=m.key,
+            match=qm.MatchAny(any=m.value)
+            if isinstance(m.value, list)
+            else qm.MatchValue(value=m.value),
+        )
+        for m in must
+    ]
+    return qm.Filter(must=conds)
+
+
+def _vector(stage: Stage, search: Search) -> Any:
+    if stage.using == DENSE:
+        return search.vector
+    indices, values = bm25_query(search.text)
+    return qm.SparseVector(indices=indices, values=values)
+
+
+def _prefetch(stage: Stage, search: Search, flt: qm.Filter | None) -> qm.Prefetch:
+    return qm.Prefetch(
+        query=_vector(stage, search),
+        using=stage.using,
+        limit=stage.limit,
+        prefetch=[_prefetch(stage.within, search, flt)] if stage.within else None,
+        filter=flt,
+        score_threshold=stage.threshold,
+    )
+
+
+def _dense(vector: Any) -> list[float] | None:
+    if isinstance(vector, dict):
+        v = vector.get(DENSE)
+        return list(v) if isinstance(v, list) else None
+    return None
+
+
+@dataclass
+class ClientStore(VectorStore):
+    """Collections and aliases of a Qdrant server (or of qdrant-client's local mode)."""
+
+    backend = "qdrant-server"
+    client: QdrantClient = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @classmethod
+    def connect(cls, settings: QdrantSettings, alias: str) -> ClientStore:
+        """The server at ``settings.url``."""
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        client = QdrantClient(url=settings.url, api_key=key, timeout=int(settings.timeout_s))
+        return cls(alias=alias, client=client)
+
+    @classmethod
+    def local(cls, location: str, alias: str) -> ClientStore:
+        """qdrant-client's local mode (``:memory:`` or a folder): for tests and conversions."""
+        client = QdrantClient(location=location) if location == ":memory:" else None
+        store = cls(alias=alias, client=client or QdrantClient(path=location))
+        store.backend = "qdrant-client-local"  # type: ignore[misc]
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()
+
+    def transient(self, exc: BaseException) -> bool:
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+        if isinstance(exc, UnexpectedResponse):
+            code = exc.status_code
+            return code is not None and (code >= 500 or code == 429)
+        return isinstance(exc, ResponseHandlingException) or super().transient(exc)
+
+    # collections -----------------------------------------------------------------------
+    def ensure_collection(self, name: str, model: str, dim: int) -> None:
+        with self._lock:
+            if self.client.collection_exists(name):
+                return
+            self.client.create_collection(
+                name,
+                vectors_config={DENSE: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+                metadata={"embedding_model": model, "dim": dim},
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # local mode says indexes are a no-op
+                for f in INDEXED_FIELDS:
+                    self.client.create_payload_index(name, f, qm.PayloadSchemaType.KEYWORD)
+
+    def active(self) -> str | None:
+        with self._lock:
+            for a in self.client.get_aliases().aliases:
+                if a.alias_name == self.alias:
+                    return a.collection_name
+        return None
+
+    def activate(self, collection: str) -> str | None:
+        with self._lock:
+            previous = self.active()
+            ops: list[Any] = []
+            if previous is not None:
+                ops.append(
+                    qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self.alias))
+                )
+            ops.append(
+                qm.CreateAliasOperation(
+                    create_alias=qm.CreateAlias(collection_name=collection, alias_name=self.alias)
+                )
+            )
+            self.client.update_collection_aliases(change_aliases_operations=ops)
+            return previous
+
+    def info(self, collection: str) -> CollectionInfo:
+        with self._lock:
+            meta = self.client.get_collection(collection).config.metadata or {}
+            count = self.client.count(collection, exact=True).count
+        return CollectionInfo(
+            collection, str(meta.get("embedding_model", "?")), int(meta.get("dim", 0)), count
+        )
+
+    def drop(self, collection: str) -> None:
+        with self._lock:
+            self.client.delete_collection(collection)
+
+    # points ----------------------------------------------------------------------------
+    def upsert(self, collection: str, points: list[Point]) -> None:
+        if not points:
+            return
+        structs = []
+        for p in points:
+            indices, values = bm25_document(p.text)
+            structs.append(
+                qm.PointStruct(
+                    id=p.id,
+                    vector={
+                        DENSE: list(p.vector),
+                        SPARSE: qm.SparseVector(indices=indices, values=values),
+                    },
+                    payload=p.payload,
+                )
+            )
+        with self._lock:
+            self.client.upsert(collection, points=structs, wait=True)
+
+    def delete(self, collection: str, ids: list[str]) -> None:
+        if ids:
+            with self._lock:
+                self.client.delete(
+                    collection, points_selector=qm.PointIdsList(points=list(ids)), wait=True
+                )
+
+    def scroll(
+        self,
+        collection: str,
+        must: list[Match],
+        offset: str | None,
+        limit: int,
+        with_vectors: bool,
+    ) -> tuple[list[Record], str | None]:
+        with self._lock:
+            page, nxt = self.client.scroll(
+                collection,
+                scroll_filter=_filter(must),
+                limit=limit,
+                offset=offset,
+                with_payload=True,
+                with_vectors=[DENSE] if with_vectors else False,
+            )
+        return [
+            Record(str(r.id), dict(r.payload or {}), _dense(r.vector) if with_vectors else None)
+            for r in page
+        ], (str(nxt) if nxt is not None else None)
+
+    def search(self, collection: str, search: Search) -> list[Scored]:
+        flt = _filter(search.must)
+        stages = search.plan()
+        if len(stages) == 1:
+            top = stages[0]
+            query: Any = _vector(top, search)
+            using: str | None = top.using
+            prefetch = [_prefetch(top.within, search, flt)] if top.within else None
+            threshold = top.threshold
+        else:
+            query = (
+                qm.FusionQuery(fusion=qm.Fusion.DBSF)
+                if search.fusion == "dbsf"
+                else qm.RrfQuery(rrf=qm.Rrf(k=search.rrf_k))
+            )
+            using, threshold = None, None
+            prefetch = [_prefetch(s, search, flt) for s in stages]
+        exact = using == DENSE
+        with self._lock:
+            points = self.client.query_points(
+                collection,
+                query=query,
+                using=using,
+                prefetch=prefetch,
+                query_filter=flt,
+                limit=search.limit,
+                score_threshold=threshold,
+                with_payload=True,
+                with_vectors=False if exact else [DENSE],
+            ).points
+        return [
+            Scored(
+                str(p.id),
+                float(p.score),
+                float(p.score) if exact else cosine(search.vector, _dense(p.vector)),
+                dict(p.payload or {}),
+            )
+            for p in points
+        ]
