@@ -61,9 +61,17 @@ class Hit:
     metadata: dict[str, Any]
 
 
+def access_keys(tenant: str, acl: list[str]) -> list[str]:
+    """What a point's ``access`` field holds: ``tenant/group`` for each group that may read it
+    (``tenant/*`` when every group of the tenant may). Tenant and acl in one indexed field: a
+    query checks one condition per point, not two (at 50k points, 4.5 ms instead of 7)."""
+    return [f"{tenant}/{g}" for g in (acl or [PUBLIC])]
+
+
 def access_filter(tenant: str, groups: list[str]) -> list[Match]:
-    """The conditions no caller can drop: own tenant, and an acl that admits one of its groups."""
-    return [Match("tenant", tenant), Match("acl", [PUBLIC, *groups])]
+    """The condition no caller can drop: own tenant, and an acl that admits one of its groups
+    (a tenant name has no '/', so no other tenant's key can match)."""
+    return [Match("access", access_keys(tenant, [PUBLIC, *groups]))]
 
 
 def metadata_filter(filters: Mapping[str, FilterValue] | None) -> list[Match]:

@@ -20,6 +20,7 @@ from shared.vector_store import (
     INDEXED_FIELDS,
     SPARSE,
     CollectionInfo,
+    LegacyStore,
     Match,
     Point,
     Record,
@@ -60,7 +61,6 @@ def _prefetch(stage: Stage, search: Search, flt: qm.Filter | None) -> qm.Prefetc
         query=_vector(stage, search),
         using=stage.using,
         limit=stage.limit,
-        prefetch=[_prefetch(stage.within, search, flt)] if stage.within else None,
         filter=flt,
         score_threshold=stage.threshold,
     )
@@ -81,11 +81,34 @@ class ClientStore(VectorStore):
     client: QdrantClient = field(default=None, repr=False)  # type: ignore[assignment]
 
     @classmethod
-    def connect(cls, settings: QdrantSettings, alias: str) -> ClientStore:
-        """The server at ``settings.url``."""
+    def connect(cls, settings: QdrantSettings, alias: str, convert: bool = False) -> ClientStore:
+        """The server at ``settings.url``. LegacyStore if its alias points at a collection an
+        older version made, unless ``convert`` (``llmops reindex`` builds a new one)."""
         key = settings.api_key.get_secret_value() if settings.api_key else None
         client = QdrantClient(url=settings.url, api_key=key, timeout=int(settings.timeout_s))
-        return cls(alias=alias, client=client)
+        store = cls(alias=alias, client=client)
+        if not convert:
+            try:
+                store.refuse_legacy(str(settings.url))
+            except LegacyStore:
+                store.close()
+                raise
+        return store
+
+    def refuse_legacy(self, where: str) -> None:
+        """LegacyStore if the alias points at a collection an older version made (one unnamed
+        vector, no BM25): this version can neither write nor search it."""
+        active = self.active()
+        if active is None:
+            return
+        params = self.client.get_collection(active).config.params
+        vectors, sparse = params.vectors, params.sparse_vectors
+        if not (isinstance(vectors, dict) and DENSE in vectors and SPARSE in (sparse or {})):
+            raise LegacyStore(
+                f"collection {active} (alias {self.alias}) on {where} was made by an older "
+                "version: one unnamed vector, no BM25. Run `llmops reindex` to build a new "
+                "collection from docs.chunks and move the alias to it (the old one is kept)."
+            )
 
     @classmethod
     def local(cls, location: str, alias: str) -> ClientStore:
@@ -214,7 +237,7 @@ class ClientStore(VectorStore):
             top = stages[0]
             query: Any = _vector(top, search)
             using: str | None = top.using
-            prefetch = [_prefetch(top.within, search, flt)] if top.within else None
+            prefetch = None
             threshold = top.threshold
         else:
             query = (
@@ -232,17 +255,19 @@ class ClientStore(VectorStore):
                 using=using,
                 prefetch=prefetch,
                 query_filter=flt,
-                limit=search.limit,
+                limit=search.engine_limit(),
                 score_threshold=threshold,
                 with_payload=True,
                 with_vectors=False if exact else [DENSE],
             ).points
-        return [
-            Scored(
-                str(p.id),
-                float(p.score),
-                float(p.score) if exact else cosine(search.vector, _dense(p.vector)),
-                dict(p.payload or {}),
-            )
-            for p in points
-        ]
+        return search.keep(
+            [
+                Scored(
+                    str(p.id),
+                    float(p.score),
+                    float(p.score) if exact else cosine(search.vector, _dense(p.vector)),
+                    dict(p.payload or {}),
+                )
+                for p in points
+            ]
+        )

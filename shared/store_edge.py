@@ -103,7 +103,6 @@ def _prefetch(stage: Stage, search: Search, flt: qe.Filter | None) -> qe.Prefetc
     return qe.Prefetch(
         limit=stage.limit,
         query=qe.Query.Nearest(_vector(stage, search), using=stage.using),
-        prefetches=[_prefetch(stage.within, search, flt)] if stage.within else None,
         filter=flt,
         score_threshold=stage.threshold,
     )
@@ -278,7 +277,7 @@ class EdgeStore(VectorStore):
         if len(stages) == 1:
             top = stages[0]
             query: Any = qe.Query.Nearest(_vector(top, search), using=top.using)
-            prefetch = [_prefetch(top.within, search, flt)] if top.within else None
+            prefetch = None
             threshold = top.threshold
             exact = top.using == DENSE
         else:
@@ -286,7 +285,7 @@ class EdgeStore(VectorStore):
             prefetch = [_prefetch(s, search, flt) for s in stages]
             threshold, exact = None, False
         request = qe.QueryRequest(
-            limit=search.limit,
+            limit=search.engine_limit(),
             query=query,
             prefetches=prefetch,
             filter=flt,
@@ -296,20 +295,24 @@ class EdgeStore(VectorStore):
         )
         with self._lock:
             points = self._shard(collection).query(request)
-        return [
-            Scored(
-                str(p.id),
-                float(p.score),
-                float(p.score) if exact else cosine(search.vector, _dense(p.vector)),
-                _decode(p.payload or {}),
-            )
-            for p in points
-        ]
+        return search.keep(
+            [
+                Scored(
+                    str(p.id),
+                    float(p.score),
+                    float(p.score) if exact else cosine(search.vector, _dense(p.vector)),
+                    _decode(p.payload or {}),
+                )
+                for p in points
+            ]
+        )
 
-    def optimize(self, collection: str) -> bool:
-        """Merge segments and build the HNSW index (blocking; queries wait)."""
+    def optimize(self, collection: str) -> None:
+        """Merge segments and build the HNSW index. Edge does this only when asked, and holds
+        the GIL throughout (17 s at 50k points: the whole process stops), so only a rebuild
+        calls it, before its collection goes live; points added later are searched exactly."""
         with self._lock:
-            return bool(self._shard(collection).optimize())
+            self._shard(collection).optimize()
 
 
 def _dense(vector: Any) -> list[float] | None:

@@ -32,15 +32,14 @@ if TYPE_CHECKING:
 # acl holds this marker when a document is readable by every group of its tenant.
 PUBLIC = "*"
 # The payload fields filters use, each with a keyword index.
-INDEXED_FIELDS = ("doc_key", "tenant", "doc_id", "acl")
+INDEXED_FIELDS = ("doc_key", "tenant", "doc_id", "acl", "access")
 DENSE = "dense"
 SPARSE = "bm25"
-# With a score threshold, the sparse ranking looks at this many of the dense candidates over
-# it (per result asked): enough that BM25 can lift a chunk the model ranked far down.
-GATED_CANDIDATES_PER_RESULT = 20
-MIN_GATED_CANDIDATES = 200
 # Each ranking hands this many candidates (per result asked) to the fusion.
 PREFETCH_PER_RESULT = 4
+# With a score threshold, sparse and hybrid queries ask the engine for this many times the
+# results: those under the threshold are dropped after.
+OVERFETCH_UNDER_THRESHOLD = 2
 
 
 class StoreError(RuntimeError):
@@ -130,28 +129,36 @@ class Search:
 
     def plan(self) -> list[Stage]:
         """The rankings to run: one, or two for the engine to fuse (dense first)."""
-        t = self.score_threshold
-        gate = None
-        if t is not None:
-            n = max(MIN_GATED_CANDIDATES, GATED_CANDIDATES_PER_RESULT * self.limit)
-            gate = Stage(DENSE, n, t)
-        if self.mode is SearchMode.DENSE:
-            return [Stage(DENSE, self.limit, t)]
-        if self.mode is SearchMode.SPARSE:
-            return [Stage(SPARSE, self.limit, within=gate)]
+        if self.mode == SearchMode.DENSE:
+            return [Stage(DENSE, self.limit, self.score_threshold)]
+        if self.mode == SearchMode.SPARSE:
+            return [Stage(SPARSE, self.engine_limit())]
         n = max(self.limit * PREFETCH_PER_RESULT, 20)
-        return [Stage(DENSE, n, t), Stage(SPARSE, n, within=gate)]
+        return [Stage(DENSE, n, self.score_threshold), Stage(SPARSE, n)]
+
+    def engine_limit(self) -> int:
+        """Results to ask the engine for (more when some may fall under the threshold)."""
+        if self.score_threshold is None or self.mode == SearchMode.DENSE:
+            return self.limit
+        return self.limit * OVERFETCH_UNDER_THRESHOLD
+
+    def keep(self, found: list[Scored]) -> list[Scored]:
+        """The engine's results at or over the threshold (a cosine similarity in every mode:
+        the sparse and fused rankings only reorder chunks that similar), up to the limit.
+        Dropping is done here, not in the engine, so that a query scans the dense vectors
+        once: a BM25 ranking restricted to the dense candidates over the threshold would
+        scan them a second time."""
+        t = self.score_threshold
+        return [s for s in found if t is None or s.similarity >= t][: self.limit]
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One ranking of a query plan: by the dense or the BM25 vector, of the whole filtered
-    collection or only of the candidates of another stage (``within``)."""
+    """One ranking of a query plan: by the dense or the BM25 vector."""
 
     using: str
     limit: int
     threshold: float | None = None
-    within: Stage | None = None
 
 
 @dataclass
@@ -215,15 +222,16 @@ class VectorStore(ABC):
     ) -> VectorStore:
         """The server in ``settings.url``, else the embedded store on disk.
 
-        An embedded store that an older version wrote (qdrant-client's local mode) raises
-        LegacyStore, unless ``convert_legacy`` (``llmops reindex``): then it is moved aside and
-        a new store is made, for the caller to fill from docs.chunks.
+        A store an older version wrote raises LegacyStore, unless ``convert_legacy`` (``llmops
+        reindex``, which fills a new collection from docs.chunks): an embedded one
+        (qdrant-client's local mode) is then moved aside and a new one made; a server's old
+        collection stays until the alias moves off it.
         """
         alias = _slug(f"{prefix}{settings.alias}") or "chunks"
         if settings.url:
             from shared.store_client import ClientStore
 
-            return ClientStore.connect(settings, alias)
+            return ClientStore.connect(settings, alias, convert_legacy)
         from shared.store_edge import EdgeStore
 
         path = Path(settings.path or platform.data_dir / "vectors")
@@ -264,6 +272,10 @@ class VectorStore(ABC):
     @abstractmethod
     def drop(self, collection: str) -> None:
         """Delete a collection."""
+
+    def optimize(self, collection: str) -> None:  # noqa: B027 - most engines need nothing
+        """Build the collection's search indexes now, where the engine does not do it by
+        itself (a rebuilt collection, before it goes live)."""
 
     def model_of(self, collection: str) -> str:
         """Embedding model of a collection (cached: a collection's model never changes)."""

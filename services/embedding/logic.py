@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.events import Chunk, ChunkBatch, Op
-from shared.retrieval import filterable, indexed_text
+from shared.retrieval import access_keys, filterable, indexed_text
 from shared.vector_store import PUBLIC, Point, Record
 
 
@@ -116,6 +116,7 @@ def payload(batch: ChunkBatch, chunk: Chunk, model: str, indexed_at: float) -> d
         "heading": chunk.heading,
         "source": batch.source,
         "acl": batch.acl or [PUBLIC],
+        "access": access_keys(batch.tenant, batch.acl),
         "metadata": filterable(batch.metadata),
         "content_hash": chunk.content_hash,
         "index_hash": index_hash(batch, chunk),

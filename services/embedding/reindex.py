@@ -4,6 +4,7 @@ then swap the alias. Readers keep using the alias (the old collection) until the
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 
@@ -88,6 +89,10 @@ def reindex(
         total = sum(consumer.end_offsets(tps).values())
         with tqdm(total=total, unit="rec", desc="replaying", disable=not progress) as bar:
             records, invalid = _replay(consumer, tps, indexer, batch_size, bar)
+        if progress:
+            print("building the search index of the new collection", file=sys.stderr)
+        store.optimize(collection)
+        with tqdm(unit="rec", desc="catching up", disable=not progress) as bar:
             previous = store.activate(collection)
             # Whatever the live service wrote to the old collection just before the swap:
             more, bad = _replay(consumer, tps, indexer, batch_size, bar)

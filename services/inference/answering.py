@@ -19,7 +19,7 @@ from typing import Any
 
 from services.inference.auth import ApiKey, TraceIds
 from services.inference.llm import LLM, LLMFailed, LLMUnavailable, Prompted, Sampling
-from services.inference.logic import citations, dedupe, pack
+from services.inference.logic import citations, collapse, dedupe, pack
 from services.inference.prompts import Prompt, check_split, choose, parse_split
 from services.inference.schemas import (
     Citation,
@@ -234,8 +234,7 @@ class Answering:
             time.perf_counter(),
             dict[str, float](),
         )
-        # One result per document, its best chunk: results in score order, top_k documents.
-        hits = dedupe(await self._search(req, key, timings), per_doc=1)[: self._top_k(req.top_k)]
+        hits = collapse(await self._search(req, key, timings))[: self._top_k(req.top_k)]
         timings["total"] = (time.perf_counter() - t0) * 1000
         self.trace(
             trace_id,

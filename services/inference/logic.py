@@ -46,6 +46,16 @@ def dedupe(hits: Sequence[Hit], per_doc: int = 2, near: float = 0.8) -> list[Hit
     return [h for d in order for h in sorted(by_doc[d], key=lambda h: h.chunk_index)]
 
 
+def collapse(hits: Sequence[Hit]) -> list[Hit]:
+    """One result per document, its best chunk, best first (what /v1/retrieve returns:
+    documents, each shown by the chunk that matched best)."""
+    best: dict[str, Hit] = {}
+    for h in hits:
+        if h.doc_id not in best or h.score > best[h.doc_id].score:
+            best[h.doc_id] = h
+    return sorted(best.values(), key=lambda h: -h.score)
+
+
 def pack(
     hits: Sequence[Hit], budget_tokens: int, count: Callable[[str], int]
 ) -> tuple[str, list[Hit]]:

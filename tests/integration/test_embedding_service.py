@@ -226,3 +226,33 @@ def test_reindex_swaps_alias_while_retrieval_keeps_answering(
         assert _without_time(after) == _without_time(before), "same documents, new collection"
     finally:
         store.close()
+
+
+def test_an_old_local_mode_store_is_refused_by_run_and_converted_by_reindex(
+    kafka_bootstrap: str, topic_prefix: str, service_env: dict[str, str]
+) -> None:
+    from shared.store_client import ClientStore
+    from tests.kafka_helpers import llmops
+
+    data = Path(service_env["LLMOPS_DATA_DIR"])
+    old = ClientStore.local(str(data / "qdrant"), "chunks")  # what the last version wrote
+    old.ensure_collection("chunks-all-minilm-l6-v2-384", "all-MiniLM-L6-v2", 384)
+    old.close()
+    batches = [batch(f"m{i}", 1, f"Migration note {i}: the store moved.") for i in range(5)]
+    publish(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), batches)
+
+    refused = llmops("run", "embedding", env=service_env, timeout_s=120)
+    assert refused.returncode == 1
+    assert "older version" in refused.stderr and "llmops reindex" in refused.stderr
+
+    done = llmops("reindex", env=service_env, timeout_s=300)
+    assert done.returncode == 0, done.stderr
+    assert "qdrant.local-mode-" in done.stdout and "5 points" in done.stdout
+    store = VectorStore.open(QdrantSettings(), PlatformSettings(data_dir=data), topic_prefix)
+    try:
+        assert store.backend == "qdrant-edge"
+        assert {h.doc_id for h in retrieve(store, "migration note", "acme", [], 10)} == {
+            f"m{i}" for i in range(5)
+        }
+    finally:
+        store.close()

@@ -51,6 +51,16 @@ DOCS = [
     ("acme", "lunch", [], "The canteen serves lunch from noon until two every weekday."),
     ("beta", "vpn", [], "Beta corp VPN uses the Lisbon gateway with hardware tokens."),
     ("beta", "secrets", [], "Beta corp launch codes and salaries for every employee."),
+    (
+        "acme",
+        "handbook",
+        ["ops"],
+        "\n\n".join(
+            f"On-call step {i}: page the duty engineer, check the VPN gateway {i} and write "
+            "the incident log before handing over."
+            for i in range(40)
+        ),
+    ),
 ]
 ALLOWED_A = {"vpn", "lunch"}  # acme key with group eng: never payroll, never beta
 
@@ -86,6 +96,7 @@ def world(
             ("a", "acme", ["eng"]),
             ("b", "beta", []),
             ("hr", "acme", ["hr"]),
+            ("ops", "acme", ["ops"]),
         ]
     }
     ro_key, ro = new_key("readonly", "acme", ["eng"])
@@ -229,6 +240,37 @@ def test_isolation_holds_for_answers_too(world: dict[str, Any]) -> None:
     )
     assert [x["doc_id"] for x in r.json()["chunks"]] == ["vpn"]
     assert "Lisbon" in r.json()["chunks"][0]["text"]
+
+
+def test_retrieve_ranks_by_each_mode_one_chunk_per_document_best_first(
+    world: dict[str, Any],
+) -> None:
+    c, key = world["client"], world["keys"]["ops"]
+    for mode in ("dense", "sparse", "hybrid"):
+        r = c.post(
+            "/v1/retrieve",
+            json={"question": "duty engineer VPN gateway", "top_k": 10, "mode": mode},
+            headers=auth(key),
+        )
+        assert r.status_code == 200, r.text
+        chunks = r.json()["chunks"]
+        docs = [ch["doc_id"] for ch in chunks]
+        assert docs[0] == "handbook" and len(docs) == len(set(docs)), (mode, docs)
+        assert [ch["score"] for ch in chunks] == sorted(
+            (ch["score"] for ch in chunks), reverse=True
+        )
+        # the title went into the indexed text, never into what is cited
+        assert chunks[0]["text"].startswith("On-call step") and "handbook" not in chunks[0]["text"]
+        assert all(ch["similarity"] >= world["settings"].score_threshold for ch in chunks)
+    # a word only BM25 can match exactly, where the embedding ranks another document first
+    r = c.post(
+        "/v1/retrieve",
+        json={"question": "canteen", "mode": "sparse"},
+        headers=auth(world["keys"]["a"]),
+    )
+    assert [ch["doc_id"] for ch in r.json()["chunks"]][:1] == ["lunch"]
+    r = c.post("/v1/retrieve", json={"question": "vpn", "mode": "fuzzy"}, headers=auth(key))
+    assert r.status_code == 422 and "mode" in r.text
 
 
 def test_query_answers_with_citations_and_publishes_a_full_trace(world: dict[str, Any]) -> None:

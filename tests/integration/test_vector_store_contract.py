@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.retrieval import access_filter, access_keys
 from shared.settings import PlatformSettings, QdrantSettings
 from shared.store_client import ClientStore
 from shared.vector_store import (
@@ -53,10 +54,10 @@ def point(
         "doc_key": f"{tenant}/{name.split('#')[0]}",
         "tenant": tenant,
         "doc_id": name.split("#")[0],
-        "acl": ["*"],
         "text": text,
         **extra,
     }
+    payload["access"] = access_keys(tenant, payload.get("acl", []))  # type: ignore[arg-type]
     return Point(pid(name), vector, text, payload)
 
 
@@ -124,7 +125,7 @@ def test_every_mode_keeps_tenants_and_acls_apart(any_store: VectorStore) -> None
     )
     for mode in SearchMode:
         for groups, expected in ((["eng"], {"open"}), (["hr"], {"open", "hr"})):
-            must = [Match("tenant", "acme"), Match("acl", ["*", *groups])]
+            must = access_filter("acme", groups)
             found = acme(s, c, Search(axis(0), "zeppelin budget", must, 10, mode))
             assert set(found) == expected, (mode, groups)
 
@@ -137,7 +138,8 @@ def test_dense_sparse_and_hybrid_rank_as_they_should(any_store: VectorStore) -> 
         c,
         [
             point("near#0", axis(0), "a page about something else entirely"),
-            point("words#0", axis(3), "the flux capacitor maintenance schedule"),
+            # pointing away: last of the dense ranking, so no tie decides the fused order
+            point("words#0", [-x for x in axis(0)], "the flux capacitor maintenance schedule"),
             point("both#0", axis(0, 0.3), "flux capacitor overview"),
             *[
                 point(f"noise{i}#0", axis(5, i / 10), f"unrelated filler text {i}")
@@ -157,7 +159,7 @@ def test_dense_sparse_and_hybrid_rank_as_they_should(any_store: VectorStore) -> 
         assert [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
     # every mode reports the cosine similarity beside its own score
     for h in s.search(c, Search(q.vector, q.text, must, 3, SearchMode.SPARSE)):
-        expected = {"words": 0.0, "both": axis(0, 0.3)[0]}[str(h.payload["doc_id"])]
+        expected = {"words": -1.0, "both": axis(0, 0.3)[0]}[str(h.payload["doc_id"])]
         assert h.similarity == pytest.approx(expected, abs=1e-5)
 
 
@@ -229,3 +231,24 @@ def test_an_old_local_mode_store_is_refused_then_moved_aside(tmp_path: Path) -> 
     (moved,) = tmp_path.glob("qdrant.local-mode-*")
     assert (moved / "meta.json").exists()  # kept, for the operator to delete
     VectorStore.open(settings, platform).close()  # converted: opens without complaint
+
+
+def test_a_server_collection_of_an_older_version_is_refused_until_reindexed(
+    tmp_path: Path,
+) -> None:
+    from qdrant_client import models as qm
+
+    store = ClientStore.local(str(tmp_path / "server-like"), "chunks")
+    try:  # what the last version made: one unnamed vector
+        store.client.create_collection(
+            "chunks-old", vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE)
+        )
+        store.activate("chunks-old")
+        with pytest.raises(LegacyStore, match="llmops reindex"):
+            store.refuse_legacy("the server")
+        new = store.collection_name(MODEL, DIM, "2")
+        store.ensure_collection(new, MODEL, DIM)
+        assert store.activate(new) == "chunks-old"
+        store.refuse_legacy("the server")  # reindexed: nothing to say
+    finally:
+        store.close()

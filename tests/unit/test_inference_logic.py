@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.inference.auth import RateLimiter, hash_key, load_keys, new_key
-from services.inference.logic import citations, dedupe, near_duplicate, pack, shingles
+from services.inference.logic import citations, collapse, dedupe, near_duplicate, pack, shingles
 from services.inference.prompts import PromptNotFound, assign, choose, load_prompts, parse_split
 from services.inference.settings import PROMPTS_DIR
 from shared.retrieval import Hit
@@ -87,6 +87,20 @@ def test_dedupe_merges_a_documents_chunks_in_reading_order() -> None:
     ]
     out = dedupe(hits, per_doc=2)
     assert [(h.doc_id, h.chunk_index) for h in out] == [("a", 1), ("a", 3), ("b", 0)]
+
+
+def test_collapse_keeps_each_documents_best_chunk_in_score_order() -> None:
+    same_text = "the same words in two documents"
+    hits = [
+        hit("a", 3, 0.5),
+        hit("b", 0, 0.8, same_text),
+        hit("a", 1, 0.9),
+        hit("c", 2, 0.7, same_text),  # a near twin of b's chunk: still its own document
+        hit("b", 4, 0.6),
+    ]
+    out = collapse(hits)
+    assert [(h.doc_id, h.chunk_index) for h in out] == [("a", 1), ("b", 0), ("c", 2)]
+    assert [h.score for h in out] == sorted((h.score for h in out), reverse=True)
 
 
 def test_pack_respects_the_token_budget() -> None:
