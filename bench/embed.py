@@ -6,7 +6,11 @@ One run, the same chunks and batch size throughout:
      service warm; printed as a ratio to (1);
   3. freshness p50/p99 (upstream event time to indexed) through ingestion and embedding at a
      steady rate of about half the capacity measured in (2);
-  4. time to re-send the unchanged corpus (new versions, same text) divided by the first time.
+  4. time to re-send the unchanged corpus (new versions, same text) divided by the first time;
+  5. the encoder backends side by side (LLMOPS_EMBEDDING_BACKEND): ONNX Runtime's chunks/s,
+     fp32 and int8, over torch's on the same chunks, and each one's recall@5 on the labelled
+     set of bench/retrieval.py (raw model, title + whole document). A backend may become the
+     default only if its recall@5 is within one point of torch's.
 
     python bench/embed.py [--docs 300] [--batch-size 64] [--seconds 20]
 """
@@ -23,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._env import BenchKafka  # noqa: E402
 from bench.ingest import make_docs  # noqa: E402
+from bench.retrieval import baseline, debian_packages  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
 from shared.embedder import Embedder  # noqa: E402
@@ -144,6 +149,31 @@ def main() -> None:
         f"{encoded_again} chunks encoded again"
     )
     print(f"ratio re-ingest/first: {second_s / first_s:.3f}  (target <= 0.1)")
+    backends(texts, args.batch_size)
+
+
+def backends(texts: list[str], batch_size: int) -> None:
+    """Each encoder backend's speed on the same chunks (rounds alternate, the machine's speed
+    drifts) and its recall@5 on the labelled set."""
+    cases = debian_packages(Path("/var/lib/dpkg/status"))
+    models = {b: Embedder(backend=b) for b in ("torch", "onnx", "onnx-int8")}
+    for m in models.values():
+        m.encode(texts[:batch_size], batch_size)  # load (and export once), warm up
+    rates: dict[str, list[float]] = {b: [] for b in models}
+    for _ in range(2):
+        for b, m in models.items():
+            t0 = time.perf_counter()
+            m.encode(texts, batch_size)
+            rates[b].append(len(texts) / (time.perf_counter() - t0))
+    recall = {b: baseline(cases, True, m).recall(5) for b, m in models.items()}
+    torch_rate = statistics.median(rates["torch"])
+    print(f"encoder backends on {len(texts)} chunks; recall@5 on {len(cases)} Debian packages")
+    for b in models:
+        rate = statistics.median(rates[b])
+        print(
+            f"  {b:<10} {rate:8.1f} chunks/s  ratio to torch {rate / torch_rate:5.2f}  "
+            f"recall@5 {recall[b]:.3f} ({(recall[b] - recall['torch']) * 100:+.1f} points)"
+        )
 
 
 if __name__ == "__main__":

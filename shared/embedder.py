@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from shared.model_files import DEFAULT_MODEL, model_dir  # sets HF_HUB_OFFLINE first
+from shared.settings import PlatformSettings
 
 T = TypeVar("T")
 _here = threading.local()  # .torch is True on TORCH_THREAD
@@ -31,6 +32,9 @@ class Embedder:
 
     name: str = DEFAULT_MODEL
     device: str = "cpu"
+    # torch, onnx or onnx-int8 (LLMOPS_EMBEDDING_BACKEND): the same for every embedder of
+    # the platform, since an index and its queries must come from one backend
+    backend: str = field(default_factory=lambda: PlatformSettings().embedding_backend)
     calls: int = 0
     texts_encoded: int = 0
     _model: Any = field(default=None, repr=False)
@@ -43,11 +47,18 @@ class Embedder:
 
     def _load(self) -> Any:
         if self._model is None:
-            from sentence_transformers import SentenceTransformer
+            if self.backend == "torch":
+                from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(
-                str(model_dir(self.name)), device=self.device, local_files_only=True
-            )
+                self._model = SentenceTransformer(
+                    str(model_dir(self.name)), device=self.device, local_files_only=True
+                )
+            else:
+                from shared.onnx_encoder import QUANTIZED, OnnxEncoder
+
+                self._model = OnnxEncoder.load(
+                    self.name, PlatformSettings().cache_dir, self.backend == QUANTIZED
+                )
         return self._model
 
     @property

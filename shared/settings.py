@@ -7,7 +7,7 @@ the ``*_settings()`` functions (or construct the classes) so tests can inject va
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +44,13 @@ class PlatformSettings(BaseSettings):
         description="Folder for heavy downloads kept across clones (Maven repository, wheels).",
     )
     log_level: str = Field(default="info", description="Log level of services and the CLI.")
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch",
+        description="How the embedding model runs: torch (sentence-transformers), onnx (ONNX "
+        "Runtime, exported once into cache_dir) or onnx-int8 (the same, int8-quantised); "
+        "bench/embed.py measures their speed and recall. Index and queries must use the "
+        "same: after a change, run `llmops reindex`.",
+    )
 
 
 class KafkaSettings(BaseSettings):
