@@ -108,6 +108,7 @@ bench: install ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/answers.py
 	$(BIN)/python bench/feedback.py
 	$(BIN)/python bench/monitoring.py

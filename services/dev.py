@@ -101,7 +101,8 @@ def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:
 
     def started(process: host.Process) -> None:
         click.secho(f"==> services in one process: {', '.join(host.SERVICES)}", bold=True)
-        click.echo(f"    vector store: {ctx.qdrant.url or ctx.platform.data_dir / 'qdrant'}")
+        where = ctx.qdrant.url or ctx.qdrant.embedded_path(ctx.platform)
+        click.echo(f"    vector store: {where}")
         click.echo(f"    LLM: {isettings.llm_backend}; API on {url}")
         m = ctx.settings(monitoring_settings)
         click.echo(

@@ -133,3 +133,7 @@ class QdrantSettings(BaseSettings):
         description="Stable alias readers use; it points at the active collection.",
     )
     timeout_s: float = Field(default=30.0, description="Timeout of one Qdrant request.")
+
+    def embedded_path(self, platform: PlatformSettings) -> Path:
+        """The folder of the embedded store: ``path``, else ``<data_dir>/vectors``."""
+        return self.path or platform.data_dir / "vectors"

@@ -234,7 +234,7 @@ class VectorStore(ABC):
             return ClientStore.connect(settings, alias, convert_legacy)
         from shared.store_edge import EdgeStore
 
-        path = Path(settings.path or platform.data_dir / "vectors")
+        path = settings.embedded_path(platform)
         return EdgeStore.at(
             path, alias, legacy=platform.data_dir / "qdrant", convert=convert_legacy
         )

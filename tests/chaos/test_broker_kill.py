@@ -96,7 +96,7 @@ def test_a_broker_killed_mid_publish_and_mid_indexing_loses_nothing(tmp_path: Pa
         service.stop()
         broker.stop()
     store = VectorStore.open(
-        QdrantSettings(path=data / "qdrant"), PlatformSettings(data_dir=data), prefix
+        QdrantSettings(), PlatformSettings(data_dir=data), prefix  # the service's own store
     )
     try:
         collection = store.active()
