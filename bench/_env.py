@@ -9,8 +9,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.events import DocumentIndexed
 from shared.kafka.admin import create_topics
 from shared.kafka.broker import LocalBroker, free_port, local_broker
+from shared.kafka.reader import wait_for_events
 from shared.settings import PlatformSettings
 
 
@@ -53,3 +55,13 @@ class BenchKafka:
         """Stop the broker this run started."""
         if self.broker:
             self.broker.stop()
+
+
+def wait_for(
+    bootstrap: str, topic: str, want: dict[str, int], timeout_s: float = 900
+) -> dict[str, DocumentIndexed]:
+    """DocumentIndexed records for the wanted (key, version)s, once all have arrived."""
+    got = wait_for_events(bootstrap, topic, DocumentIndexed, None, want, timeout_s)
+    if len(got) < len(want):
+        raise SystemExit(f"only {len(got)} of {len(want)} documents were indexed")
+    return got

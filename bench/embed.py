@@ -25,27 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._env import BenchKafka  # noqa: E402
+from bench._env import BenchKafka, wait_for  # noqa: E402
 from bench.ingest import make_docs  # noqa: E402
 from bench.retrieval import baseline, debian_packages  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
 from shared.embedder import Embedder  # noqa: E402
-from shared.events import ChunkBatch, DocumentEvent, DocumentIndexed  # noqa: E402
+from shared.events import ChunkBatch, DocumentEvent  # noqa: E402
 from shared.kafka.producer import make_producer  # noqa: E402
-from shared.kafka.reader import wait_for_events  # noqa: E402
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, INGEST_DOCUMENTS  # noqa: E402
 from tests.kafka_helpers import ServiceProcess  # noqa: E402
-
-
-def wait_for(
-    bootstrap: str, topic: str, want: dict[str, int], timeout_s: float = 900
-) -> dict[str, DocumentIndexed]:
-    """DocumentIndexed records for the wanted (key, version)s, once all have arrived."""
-    got = wait_for_events(bootstrap, topic, DocumentIndexed, None, want, timeout_s)
-    if len(got) < len(want):
-        raise SystemExit(f"only {len(got)} of {len(want)} documents were indexed")
-    return got
 
 
 def send(bootstrap: str, topic: str, items: list[ChunkBatch] | list[DocumentEvent]) -> None:

@@ -35,8 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._env import BenchKafka  # noqa: E402
-from bench.embed import wait_for  # noqa: E402
+from bench._env import BenchKafka, wait_for  # noqa: E402
 from services.inference.auth import new_key  # noqa: E402
 from services.inference.client import connect  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402

@@ -13,9 +13,9 @@ from shared.model_files import DEFAULT_MODEL, model_dir  # sets HF_HUB_OFFLINE f
 from shared.settings import PlatformSettings
 
 T = TypeVar("T")
-_here = threading.local()  # .torch is True on TORCH_THREAD
-TORCH_THREAD = ThreadPoolExecutor(
-    max_workers=1, thread_name_prefix="torch", initializer=lambda: setattr(_here, "torch", True)
+_here = threading.local()  # .model is True on MODEL_THREAD
+MODEL_THREAD = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="model", initializer=lambda: setattr(_here, "model", True)
 )
 
 
@@ -23,11 +23,11 @@ TORCH_THREAD = ThreadPoolExecutor(
 class Embedder:
     """Encodes texts into normalised vectors; counts its calls so tests can prove a skip.
 
-    Every encode, of every embedder in the process, runs on one thread (``TORCH_THREAD``),
-    whichever thread calls. Torch's OpenMP keeps a team of threads per calling thread, and on
-    a machine this small a second team (say the API's queries beside the embedding agent's
-    batches) slows every encode by about a quarter, even while it sits idle. One thread also
-    means one encode at a time; torch already uses every core.
+    Every encode, of every embedder in the process, runs on one thread (``MODEL_THREAD``),
+    whichever thread calls. Torch's OpenMP (and ONNX Runtime's pool) keeps a team of threads
+    per calling thread, and on a machine this small a second team (say the API's queries
+    beside the embedding agent's batches) slows every encode by about a quarter, even while
+    it sits idle. One thread also means one encode at a time; the model uses every core.
     """
 
     name: str = DEFAULT_MODEL
@@ -41,9 +41,9 @@ class Embedder:
 
     @staticmethod
     def _on_thread(fn: Callable[[], T]) -> T:
-        if getattr(_here, "torch", False):  # already there: waiting on itself would hang
+        if getattr(_here, "model", False):  # already there: waiting on itself would hang
             return fn()
-        return TORCH_THREAD.submit(fn).result()
+        return MODEL_THREAD.submit(fn).result()
 
     def _load(self) -> Any:
         if self._model is None:

@@ -134,6 +134,9 @@ class OnnxEncoder:
         path = exported(name, cache_dir, quantized)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = os.cpu_count() or 1
+        # Its threads would spin between calls, taking the cores from the API's event loop
+        # and the stream agents for nothing.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         tok = load_tokenizer(name).__class__.from_str(load_tokenizer(name).to_str())
         tok.enable_truncation(max_seq_length(name))

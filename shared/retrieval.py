@@ -45,6 +45,10 @@ def indexed_text(title: str, heading: str, text: str) -> str:
     return "\n".join(part for part in (title.strip(), heading.strip(), text) if part)
 
 
+# What a search returns of each point's payload: what a Hit holds.
+HIT_FIELDS = ["doc_id", "title", "text", "chunk_index", "version", "source", "metadata"]
+
+
 @dataclass(frozen=True)
 class Hit:
     """One retrieved chunk."""
@@ -126,6 +130,7 @@ def retrieve(
             fusion,
             rrf_k,
             score_threshold,
+            HIT_FIELDS,
         ),
     )
     if timings is not None:

@@ -30,7 +30,7 @@ from shared.vector_store import (
     VectorStore,
     bm25_document,
     bm25_query,
-    cosine,
+    cosines,
 )
 
 
@@ -257,17 +257,14 @@ class ClientStore(VectorStore):
                 query_filter=flt,
                 limit=search.engine_limit(),
                 score_threshold=threshold,
-                with_payload=True,
+                with_payload=search.payload or True,
                 with_vectors=False if exact else [DENSE],
             ).points
+        scores = [float(p.score) for p in points]
+        similar = scores if exact else cosines(search.vector, [_dense(p.vector) for p in points])
         return search.keep(
             [
-                Scored(
-                    str(p.id),
-                    float(p.score),
-                    float(p.score) if exact else cosine(search.vector, _dense(p.vector)),
-                    dict(p.payload or {}),
-                )
-                for p in points
+                Scored(str(p.id), score, sim, dict(p.payload or {}))
+                for p, score, sim in zip(points, scores, similar, strict=True)
             ]
         )

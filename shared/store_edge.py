@@ -11,6 +11,7 @@ An Edge shard is one collection, so the store is a folder of them::
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
@@ -39,7 +40,7 @@ from shared.vector_store import (
     VectorStore,
     bm25_document,
     bm25_query,
-    cosine,
+    cosines,
 )
 
 FORMAT = "qdrant-edge/1"
@@ -117,6 +118,7 @@ class EdgeStore(VectorStore):
     _lockfile: IO[str] | None = field(default=None, repr=False)
     _shards: dict[str, qe.EdgeShard] = field(default_factory=dict, repr=False)
     moved_aside: list[Path] = field(default_factory=list)  # old stores a conversion moved
+    _cached: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def at(cls, path: Path, alias: str, legacy: Path, convert: bool = False) -> EdgeStore:
@@ -161,15 +163,21 @@ class EdgeStore(VectorStore):
 
     # state -----------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        state: dict[str, Any] = json.loads((self.path / "store.json").read_text())
-        if state.get("format") != FORMAT:
-            raise RuntimeError(f"{self.path}/store.json: unknown format {state.get('format')!r}")
-        return state
+        # Read once: this process holds the lock, so only it can change the file.
+        if self._cached is None:
+            state: dict[str, Any] = json.loads((self.path / "store.json").read_text())
+            if state.get("format") != FORMAT:
+                raise RuntimeError(
+                    f"{self.path}/store.json: unknown format {state.get('format')!r}"
+                )
+            self._cached = state
+        return copy.deepcopy(self._cached)  # callers may change theirs
 
     def _write_state(self, state: dict[str, Any]) -> None:
         tmp = self.path / f".store.json.{uuid.uuid4().hex}"
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-        os.replace(tmp, self.path / "store.json")  # readers see the old file or the new one
+        os.replace(tmp, self.path / "store.json")  # a crash leaves the old file or the new one
+        self._cached = state
 
     def _dir(self, name: str) -> Path:
         return self.path / "collections" / name
@@ -290,20 +298,17 @@ class EdgeStore(VectorStore):
             prefetches=prefetch,
             filter=flt,
             score_threshold=threshold,
-            with_payload=True,
+            with_payload=search.payload or True,
             with_vector=False if exact else [DENSE],
         )
         with self._lock:
             points = self._shard(collection).query(request)
+        scores = [float(p.score) for p in points]
+        similar = scores if exact else cosines(search.vector, [_dense(p.vector) for p in points])
         return search.keep(
             [
-                Scored(
-                    str(p.id),
-                    float(p.score),
-                    float(p.score) if exact else cosine(search.vector, _dense(p.vector)),
-                    _decode(p.payload or {}),
-                )
-                for p in points
+                Scored(str(p.id), score, sim, _decode(p.payload or {}))
+                for p, score, sim in zip(points, scores, similar, strict=True)
             ]
         )
 

@@ -24,6 +24,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from shared.settings import PlatformSettings, QdrantSettings
 
 if TYPE_CHECKING:
@@ -126,6 +128,7 @@ class Search:
     fusion: Fusion = Fusion.RRF
     rrf_k: int = 60
     score_threshold: float | None = None
+    payload: list[str] | None = None  # the payload fields to return; None: all
 
     def plan(self) -> list[Stage]:
         """The rankings to run: one, or two for the engine to fuse (dense first)."""
@@ -192,11 +195,14 @@ def bm25_query(text: str) -> tuple[list[int], list[float]]:
     return list(v.indices), list(v.values)
 
 
-def cosine(query: Sequence[float], stored: Sequence[float] | None) -> float:
-    """Cosine of two unit vectors (the embedder normalises every vector)."""
-    if stored is None:
+def cosines(query: Sequence[float], stored: Sequence[Sequence[float] | None]) -> list[float]:
+    """Cosine of the query and each stored vector (all unit length: the embedder normalises
+    every vector), in one matrix product."""
+    if any(v is None for v in stored):
         raise ValueError("the store returned a point without its dense vector")
-    return float(sum(x * y for x, y in zip(query, stored, strict=True)))
+    if not stored:
+        return []
+    return [float(x) for x in np.asarray(stored, dtype=np.float32) @ np.asarray(query)]
 
 
 def _slug(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from services.inference.schemas import Citation
+from services.inference.schemas import Citation, RetrievedChunk
 from shared.retrieval import Hit
 
 
@@ -74,17 +74,26 @@ def pack(
     return "\n".join(parts), used
 
 
+def _cited(n: int, h: Hit, snippet_chars: int) -> dict[str, object]:
+    return {
+        "n": n,
+        "doc_id": h.doc_id,
+        "title": h.title,
+        "chunk_id": h.chunk_id,
+        "score": round(h.score, 4),
+        "similarity": round(h.similarity, 4),
+        # whitespace tidied in the part that can show, not in the whole chunk
+        "snippet": " ".join(h.text[: snippet_chars * 2].split())[:snippet_chars],
+    }
+
+
 def citations(used: Sequence[Hit], snippet_chars: int = 240) -> list[Citation]:
     """Citations numbered as in the context."""
+    return [Citation(**_cited(i + 1, h, snippet_chars)) for i, h in enumerate(used)]
+
+
+def retrieved(hits: Sequence[Hit], snippet_chars: int = 240) -> list[RetrievedChunk]:
+    """What /v1/retrieve returns of each hit: its citation, and its whole text."""
     return [
-        Citation(
-            n=i + 1,
-            doc_id=h.doc_id,
-            title=h.title,
-            chunk_id=h.chunk_id,
-            score=round(h.score, 4),
-            similarity=round(h.similarity, 4),
-            snippet=" ".join(h.text.split())[:snippet_chars],
-        )
-        for i, h in enumerate(used)
+        RetrievedChunk(**_cited(i + 1, h, snippet_chars), text=h.text) for i, h in enumerate(hits)
     ]

@@ -17,7 +17,7 @@ import pytest
 
 from services.inference.answering import generate
 from services.inference.llm import Sampling
-from shared.embedder import TORCH_THREAD, Embedder, get_embedder
+from shared.embedder import MODEL_THREAD, Embedder, get_embedder
 from shared.model_files import DEFAULT_MODEL
 
 
@@ -40,14 +40,14 @@ def test_every_encode_of_every_embedder_runs_on_one_thread() -> None:
     assert vectors[0] == [[1.0, 1.0, 1.0]]
     assert embedder.calls == 9 and embedder.texts_encoded == 9 and other.calls == 1
     assert len(set(model.threads)) == 1, model.threads
-    assert model.threads[0].startswith("torch"), model.threads
+    assert model.threads[0].startswith("model"), model.threads
 
 
 def test_an_encode_from_the_torch_thread_itself_runs_there() -> None:
     model = RecordingModel()
     embedder = Embedder("recording", _model=model)
-    nested = TORCH_THREAD.submit(lambda: embedder.encode(["inside"])).result(timeout=10)
-    assert nested == [[1.0, 1.0, 1.0]] and model.threads[0].startswith("torch")
+    nested = MODEL_THREAD.submit(lambda: embedder.encode(["inside"])).result(timeout=10)
+    assert nested == [[1.0, 1.0, 1.0]] and model.threads[0].startswith("model")
 
 
 def test_the_shared_embedder_is_one_whether_the_name_is_given_or_not() -> None:
