@@ -10,7 +10,17 @@ from typing import Any
 
 from shared.embedder import Embedder, get_embedder
 from shared.model_files import DEFAULT_MODEL
-from shared.vector_store import PUBLIC, Fusion, Match, Search, SearchMode, VectorStore
+from shared.vector_store import (
+    DEFAULT_FUSION,
+    DEFAULT_MODE,
+    DEFAULT_RRF_K,
+    PUBLIC,
+    Fusion,
+    Match,
+    Search,
+    SearchMode,
+    VectorStore,
+)
 
 FilterValue = str | int | bool | list[str] | list[int]
 
@@ -102,9 +112,9 @@ def retrieve(
     score_threshold: float | None = None,
     embedder_for: Callable[[str], Embedder] = get_embedder,
     timings: dict[str, float] | None = None,
-    mode: SearchMode = SearchMode.HYBRID,
-    fusion: Fusion = Fusion.RRF,
-    rrf_k: int = 60,
+    mode: SearchMode = DEFAULT_MODE,
+    fusion: Fusion = DEFAULT_FUSION,
+    rrf_k: int = DEFAULT_RRF_K,
 ) -> list[Hit]:
     """Best chunks for ``query`` that ``tenant`` with ``groups`` may read, best first.
 

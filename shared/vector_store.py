@@ -73,6 +73,11 @@ class Fusion(StrEnum):
 
 FilterScalar = str | int | bool
 
+# The retrieval defaults (bench/retrieval.py chose them); INFERENCE_* settings override them.
+DEFAULT_MODE = SearchMode.HYBRID
+DEFAULT_FUSION = Fusion.DBSF
+DEFAULT_RRF_K = 60
+
 
 @dataclass(frozen=True)
 class Match:
@@ -124,9 +129,9 @@ class Search:
     text: str
     must: list[Match]
     limit: int
-    mode: SearchMode = SearchMode.HYBRID
-    fusion: Fusion = Fusion.RRF
-    rrf_k: int = 60
+    mode: SearchMode = DEFAULT_MODE
+    fusion: Fusion = DEFAULT_FUSION
+    rrf_k: int = DEFAULT_RRF_K
     score_threshold: float | None = None
     payload: list[str] | None = None  # the payload fields to return; None: all
 

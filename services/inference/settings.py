@@ -14,7 +14,13 @@ from shared.settings import (
     PlatformSettings,
     QdrantSettings,
 )
-from shared.vector_store import Fusion, SearchMode
+from shared.vector_store import (
+    DEFAULT_FUSION,
+    DEFAULT_MODE,
+    DEFAULT_RRF_K,
+    Fusion,
+    SearchMode,
+)
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
@@ -46,17 +52,17 @@ class InferenceSettings(BaseSettings):
         "question of its set scores under 0.28, all but two answerable ones over 0.3).",
     )
     retrieval_mode: SearchMode = Field(
-        default=SearchMode.HYBRID,
+        default=DEFAULT_MODE,
         description="dense (the embedding), sparse (BM25) or hybrid (both, fused in the "
         "engine); a request's `mode` overrides it (bench/retrieval.py compares them).",
     )
     fusion: Fusion = Field(
-        default=Fusion.DBSF,
+        default=DEFAULT_FUSION,
         description="How hybrid retrieval fuses its two rankings: dbsf (distribution-based "
         "score fusion) or rrf (reciprocal rank); bench/retrieval.py: dbsf finds the right "
         "document first 4 points more often.",
     )
-    rrf_k: int = Field(default=60, ge=1, description="k of reciprocal-rank fusion.")
+    rrf_k: int = Field(default=DEFAULT_RRF_K, ge=1, description="k of reciprocal-rank fusion.")
     context_tokens: int = Field(
         default=256,
         ge=0,
