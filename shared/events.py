@@ -164,7 +164,16 @@ class Chunk(BaseModel):
 
 
 class ChunkBatch(Event):
-    """One document version, chunked; or its deletion. Topic ``docs.chunks`` (compacted)."""
+    """One document version, chunked; or its deletion. Topic ``docs.chunks`` (compacted).
+
+    Version 2 added each chunk's ``heading``; version 1 batches (the compacted topic keeps
+    them) still read, their chunks indexed behind the title alone.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+    ALSO_READS: ClassVar[frozenset[int]] = frozenset({1})
+
+    schema_version: int = Field(default=2, description="Version of this event's schema.")
 
     op: Op
     tenant: Tenant

@@ -95,9 +95,8 @@ def test_a_broker_killed_mid_publish_and_mid_indexing_loses_nothing(tmp_path: Pa
     finally:
         service.stop()
         broker.stop()
-    store = VectorStore.open(
-        QdrantSettings(), PlatformSettings(data_dir=data), prefix  # the service's own store
-    )
+    # the service's own store
+    store = VectorStore.open(QdrantSettings(), PlatformSettings(data_dir=data), prefix)
     try:
         collection = store.active()
         assert collection is not None

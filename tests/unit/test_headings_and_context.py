@@ -89,3 +89,18 @@ def test_a_new_title_re_embeds_chunks_whose_text_did_not_change() -> None:
     renamed = ING.to_batch(event("New title")).model_copy(update={"version": 2})
     assert [c.text for c in renamed.chunks] == [c.text for c in first.chunks]
     assert len(plan_document(renamed, stored, "m").encode) == len(renamed.chunks)
+
+
+def test_a_version_1_batch_without_headings_still_reads() -> None:
+    import json
+
+    from shared.events import ChunkBatch
+
+    batch = ING.to_batch(event("Guide"))
+    old = json.loads(batch.to_bytes())
+    old["schema_version"] = 1  # what docs.chunks kept from before headings
+    for c in old["chunks"]:
+        del c["heading"]
+    read = ChunkBatch.from_bytes(json.dumps(old).encode())
+    assert batch.schema_version == 2 and {c.heading for c in read.chunks} == {""}
+    assert source_text(read, read.chunks[0]).startswith("Guide\n")
