@@ -125,4 +125,9 @@ def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:
 @pass_context
 def dev_command(ctx: Context, corpus: tuple[Path, ...], tenant: str) -> None:
     """Dev mode (`make run`): start the broker and every service, ingest CORPUS, keep serving."""
-    run_dev(ctx, list(corpus), tenant)
+    from shared.vector_store import StoreError
+
+    try:
+        run_dev(ctx, list(corpus), tenant)
+    except StoreError as exc:  # locked, or written by an older version: say what to do
+        raise click.ClickException(str(exc)) from exc
