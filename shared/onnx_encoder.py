@@ -138,7 +138,8 @@ class OnnxEncoder:
         # and the stream agents for nothing.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        tok = load_tokenizer(name).__class__.from_str(load_tokenizer(name).to_str())
+        shared = load_tokenizer(name)  # a copy of it: padding and truncation are ours alone
+        tok = shared.__class__.from_str(shared.to_str())
         tok.enable_truncation(max_seq_length(name))
         tok.enable_padding()
         config = json.loads((model_dir(name) / "config.json").read_text())

@@ -30,7 +30,7 @@ from shared.vector_store import (
     VectorStore,
     bm25_document,
     bm25_query,
-    cosines,
+    dense_of,
 )
 
 
@@ -64,13 +64,6 @@ def _prefetch(stage: Stage, search: Search, flt: qm.Filter | None) -> qm.Prefetc
         filter=flt,
         score_threshold=stage.threshold,
     )
-
-
-def _dense(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict):
-        v = vector.get(DENSE)
-        return list(v) if isinstance(v, list) else None
-    return None
 
 
 @dataclass
@@ -225,46 +218,31 @@ class ClientStore(VectorStore):
                 with_payload=True,
                 with_vectors=[DENSE] if with_vectors else False,
             )
-        return [
-            Record(str(r.id), dict(r.payload or {}), _dense(r.vector) if with_vectors else None)
-            for r in page
-        ], (str(nxt) if nxt is not None else None)
+        return [Record(str(r.id), dict(r.payload or {}), dense_of(r.vector)) for r in page], (
+            str(nxt) if nxt is not None else None
+        )
 
     def search(self, collection: str, search: Search) -> list[Scored]:
         flt = _filter(search.must)
-        stages = search.plan()
-        if len(stages) == 1:
-            top = stages[0]
+        top = search.single()
+        if top:
             query: Any = _vector(top, search)
-            using: str | None = top.using
-            prefetch = None
-            threshold = top.threshold
+        elif search.fusion == "dbsf":
+            query = qm.FusionQuery(fusion=qm.Fusion.DBSF)
         else:
-            query = (
-                qm.FusionQuery(fusion=qm.Fusion.DBSF)
-                if search.fusion == "dbsf"
-                else qm.RrfQuery(rrf=qm.Rrf(k=search.rrf_k))
-            )
-            using, threshold = None, None
-            prefetch = [_prefetch(s, search, flt) for s in stages]
-        exact = using == DENSE
+            query = qm.RrfQuery(rrf=qm.Rrf(k=search.rrf_k))
         with self._lock:
             points = self.client.query_points(
                 collection,
                 query=query,
-                using=using,
-                prefetch=prefetch,
+                using=top.using if top else None,
+                prefetch=None if top else [_prefetch(s, search, flt) for s in search.plan()],
                 query_filter=flt,
                 limit=search.engine_limit(),
-                score_threshold=threshold,
+                score_threshold=top.threshold if top else None,
                 with_payload=search.payload or True,
-                with_vectors=False if exact else [DENSE],
+                with_vectors=False if search.exact() else [DENSE],
             ).points
-        scores = [float(p.score) for p in points]
-        similar = scores if exact else cosines(search.vector, [_dense(p.vector) for p in points])
-        return search.keep(
-            [
-                Scored(str(p.id), score, sim, dict(p.payload or {}))
-                for p, score, sim in zip(points, scores, similar, strict=True)
-            ]
+        return search.scored(
+            [(str(p.id), p.score, p.vector, dict(p.payload or {})) for p in points]
         )

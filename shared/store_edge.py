@@ -11,7 +11,6 @@ An Edge shard is one collection, so the store is a folder of them::
 
 from __future__ import annotations
 
-import copy
 import fcntl
 import json
 import os
@@ -40,7 +39,7 @@ from shared.vector_store import (
     VectorStore,
     bm25_document,
     bm25_query,
-    cosines,
+    dense_of,
 )
 
 FORMAT = "qdrant-edge/1"
@@ -163,7 +162,9 @@ class EdgeStore(VectorStore):
 
     # state -----------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        # Read once: this process holds the lock, so only it can change the file.
+        """The aliases, read once: this process holds the lock, so only it can change the
+        file. Never changed in place: ``_write_state`` replaces it (``active()`` reads it on
+        every query, which a copy each time would slow)."""
         if self._cached is None:
             state: dict[str, Any] = json.loads((self.path / "store.json").read_text())
             if state.get("format") != FORMAT:
@@ -171,7 +172,7 @@ class EdgeStore(VectorStore):
                     f"{self.path}/store.json: unknown format {state.get('format')!r}"
                 )
             self._cached = state
-        return copy.deepcopy(self._cached)  # callers may change theirs
+        return self._cached
 
     def _write_state(self, state: dict[str, Any]) -> None:
         tmp = self.path / f".store.json.{uuid.uuid4().hex}"
@@ -220,8 +221,7 @@ class EdgeStore(VectorStore):
             self._shard(collection)  # it must exist
             state = self._state()
             previous: str | None = state["aliases"].get(self.alias)
-            state["aliases"][self.alias] = collection
-            self._write_state(state)
+            self._write_state({**state, "aliases": {**state["aliases"], self.alias: collection}})
             return previous
 
     def info(self, collection: str) -> CollectionInfo:
@@ -274,42 +274,32 @@ class EdgeStore(VectorStore):
         )
         with self._lock:
             page, nxt = self._shard(collection).scroll(request)
-        return [
-            Record(str(r.id), _decode(r.payload or {}), _dense(r.vector) if with_vectors else None)
-            for r in page
-        ], (str(nxt) if nxt is not None else None)
+        return [Record(str(r.id), _decode(r.payload or {}), dense_of(r.vector)) for r in page], (
+            str(nxt) if nxt is not None else None
+        )
 
     def search(self, collection: str, search: Search) -> list[Scored]:
         flt = _filter(search.must)
-        stages = search.plan()
-        if len(stages) == 1:
-            top = stages[0]
+        top = search.single()
+        if top:
             query: Any = qe.Query.Nearest(_vector(top, search), using=top.using)
-            prefetch = None
-            threshold = top.threshold
-            exact = top.using == DENSE
+        elif search.fusion == "dbsf":
+            query = qe.Fusion.Dbsf()
         else:
-            query = qe.Fusion.Dbsf() if search.fusion == "dbsf" else qe.Fusion.Rrf(k=search.rrf_k)
-            prefetch = [_prefetch(s, search, flt) for s in stages]
-            threshold, exact = None, False
+            query = qe.Fusion.Rrf(k=search.rrf_k)
         request = qe.QueryRequest(
             limit=search.engine_limit(),
             query=query,
-            prefetches=prefetch,
+            prefetches=None if top else [_prefetch(s, search, flt) for s in search.plan()],
             filter=flt,
-            score_threshold=threshold,
+            score_threshold=top.threshold if top else None,
             with_payload=search.payload or True,
-            with_vector=False if exact else [DENSE],
+            with_vector=False if search.exact() else [DENSE],
         )
         with self._lock:
             points = self._shard(collection).query(request)
-        scores = [float(p.score) for p in points]
-        similar = scores if exact else cosines(search.vector, [_dense(p.vector) for p in points])
-        return search.keep(
-            [
-                Scored(str(p.id), score, sim, _decode(p.payload or {}))
-                for p, score, sim in zip(points, scores, similar, strict=True)
-            ]
+        return search.scored(
+            [(str(p.id), p.score, p.vector, _decode(p.payload or {})) for p in points]
         )
 
     def optimize(self, collection: str) -> None:
@@ -318,10 +308,3 @@ class EdgeStore(VectorStore):
         calls it, before its collection goes live; points added later are searched exactly."""
         with self._lock:
             self._shard(collection).optimize()
-
-
-def _dense(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict):
-        v = vector.get(DENSE)
-        return list(v) if v is not None else None
-    return None

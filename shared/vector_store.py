@@ -150,14 +150,36 @@ class Search:
             return self.limit
         return self.limit * OVERFETCH_UNDER_THRESHOLD
 
-    def keep(self, found: list[Scored]) -> list[Scored]:
-        """The engine's results at or over the threshold (a cosine similarity in every mode:
-        the sparse and fused rankings only reorder chunks that similar), up to the limit.
-        Dropping is done here, not in the engine, so that a query scans the dense vectors
-        once: a BM25 ranking restricted to the dense candidates over the threshold would
-        scan them a second time."""
+    def single(self) -> Stage | None:
+        """The one ranking of a dense or sparse query; None when two are fused."""
+        stages = self.plan()
+        return stages[0] if len(stages) == 1 else None
+
+    def exact(self) -> bool:
+        """Whether the engine's score is the cosine itself (a dense ranking), so that no
+        vector needs to come back to compute the similarity."""
+        top = self.single()
+        return top is not None and top.using == DENSE
+
+    def scored(self, found: Sequence[tuple[str, float, Any, dict[str, Any]]]) -> list[Scored]:
+        """The results from the engine's ``(id, score, vectors, payload)``, best first: each
+        with its similarity, those under the threshold dropped (a cosine similarity in every
+        mode: the sparse and fused rankings only reorder chunks that similar), up to the
+        limit. Dropping is done here, not in the engine, so that a query scans the dense
+        vectors once: a BM25 ranking restricted to the dense candidates over the threshold
+        would scan them a second time."""
+        scores = [float(score) for _, score, _, _ in found]
+        similar = (
+            scores
+            if self.exact()
+            else cosines(self.vector, [dense_of(vectors) for _, _, vectors, _ in found])
+        )
         t = self.score_threshold
-        return [s for s in found if t is None or s.similarity >= t][: self.limit]
+        return [
+            Scored(pid, score, sim, payload)
+            for (pid, _, _, payload), score, sim in zip(found, scores, similar, strict=True)
+            if t is None or sim >= t
+        ][: self.limit]
 
 
 @dataclass(frozen=True)
@@ -198,6 +220,12 @@ def bm25_query(text: str) -> tuple[list[int], list[float]]:
     """The BM25 sparse vector of a question: each distinct term once."""
     v = _bm25().embed_query(text)
     return list(v.indices), list(v.values)
+
+
+def dense_of(vectors: Any) -> list[float] | None:
+    """The dense vector among a point's named vectors (None when it did not come back)."""
+    v = vectors.get(DENSE) if isinstance(vectors, dict) else None
+    return list(v) if v is not None else None
 
 
 def cosines(query: Sequence[float], stored: Sequence[Sequence[float] | None]) -> list[float]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared.vector_store import DENSE, SPARSE, Scored, Search, SearchMode, Stage
+import math
+
+from shared.vector_store import DENSE, SPARSE, Search, SearchMode, Stage
 
 
 def search(mode: SearchMode, threshold: float | None = 0.3, limit: int = 5) -> Search:
@@ -26,9 +28,13 @@ def test_the_engine_is_asked_for_more_only_when_a_threshold_may_drop_some() -> N
 
 
 def test_results_under_the_similarity_threshold_are_dropped_then_trimmed() -> None:
-    found = [Scored(f"p{i}", 1.0 - i / 10, sim, {}) for i, sim in enumerate([0.9, 0.1, 0.5, 0.4])]
-    assert [s.id for s in search(SearchMode.HYBRID, limit=2).keep(found)] == ["p0", "p2"]
-    assert [s.id for s in search(SearchMode.HYBRID, None, limit=3).keep(found)] == [
+    # the query is [1, 0]: each point's dense vector has the cosine it is named after
+    found = [
+        (f"p{i}", 1.0 - i / 10, {DENSE: [sim, math.sqrt(1 - sim * sim)]}, {})
+        for i, sim in enumerate([0.9, 0.1, 0.5, 0.4])
+    ]
+    assert [s.id for s in search(SearchMode.HYBRID, limit=2).scored(found)] == ["p0", "p2"]
+    assert [s.id for s in search(SearchMode.HYBRID, None, limit=3).scored(found)] == [
         "p0",
         "p1",
         "p2",
