@@ -14,7 +14,8 @@ from services.inference.local import answerer
 from services.ingestion.commands import commands as ingestion_commands
 from services.monitoring.commands import commands as monitoring_commands
 from shared.cli import PROVIDERS, platform
-from shared.logs import hold_back_repeats
+from shared.logs import hold_back_repeats, quiet_libraries
+from shared.settings import PlatformSettings
 
 GROUPS = (
     platform,
@@ -34,11 +35,12 @@ def main(verbose: bool) -> None:
     Settings come from the environment (see the README's settings table); with
     KAFKA_BOOTSTRAP_SERVERS unset a local broker is started under LLMOPS_DATA_DIR.
     """
+    level = "debug" if verbose else PlatformSettings().log_level
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.getLevelName(level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    quiet_libraries(level)
     hold_back_repeats()
 
 

@@ -239,14 +239,18 @@ def serve(parts: Sequence[Part], loglevel: str) -> None:
     ]
     for t in threads:
         t.start()
+
+    def stop_servers() -> None:
+        for s in servers:
+            s.should_exit = True
+
     try:
         if apps:
-            run_worker(*apps, loglevel=loglevel)
+            run_worker(*apps, loglevel=loglevel, on_signal=(stop_servers,))
         elif main_server is not None:
             main_server.run()
     finally:
-        for s in servers:
-            s.should_exit = True
+        stop_servers()
         for t in threads:
             t.join(timeout=10)
 

@@ -53,13 +53,18 @@ class Context:
         return ensure_kafka(self.kafka, self.platform)
 
     def ensure_topics(self) -> list[str]:
-        """Create the declared topics that are missing, once per command; the names created."""
+        """Create the declared topics that are missing, once per command; the names created.
+        Existing topics that differ from their declaration stop the command with what
+        differs and how to fix it."""
         if self._created_topics is None:
-            from shared.kafka.admin import create_topics
+            from shared.kafka.admin import TopicMismatch, create_topics
 
-            self._created_topics = create_topics(
-                self.bootstrap, self.prefix, max_message_bytes=self.kafka.max_message_bytes
-            )
+            try:
+                self._created_topics = create_topics(
+                    self.bootstrap, self.prefix, max_message_bytes=self.kafka.max_message_bytes
+                )
+            except TopicMismatch as exc:  # what differs and how to fix it, not a traceback
+                raise click.ClickException(str(exc)) from exc
         return self._created_topics
 
     @property

@@ -43,3 +43,54 @@ def hold_back_repeats(logger: logging.Logger | None = None) -> None:
     for handler in (logger or logging.getLogger()).handlers:
         if REPEATS not in handler.filters:
             handler.addFilter(REPEATS)
+
+
+# Libraries whose INFO lines describe their own plumbing (every HTTP request, every
+# rebalance step): a user reads them only when debugging.
+LIBRARIES = (
+    "httpx",
+    "httpcore",
+    "kafka",
+    "aiokafka",
+    "faust",
+    "mode",
+    "urllib3",
+    "asyncio",
+    "aiohttp",
+    "uvicorn.error",
+    "sentence_transformers",
+    "filelock",
+)
+
+
+class ExpectedAtStart(logging.Filter):
+    """Lowers to INFO a library's ERROR that is expected while a fresh cluster starts: the
+    group coordinator is not available for the first seconds of a new broker (aiokafka logs
+    "Group Coordinator Request failed: ...CoordinatorNotAvailable..." and retries)."""
+
+    EXPECTED = ("CoordinatorNotAvailable", "GroupCoordinatorNotAvailable")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and any(e in record.getMessage() for e in self.EXPECTED):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+EXPECTED_AT_START = ExpectedAtStart()
+
+
+def quiet_libraries(level: str | int) -> None:
+    """Library loggers at WARNING unless ``level`` is debug (LLMOPS_LOG_LEVEL=debug or -v),
+    and the coordinator's start-up error lowered to what it is."""
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    debug = isinstance(numeric, int) and numeric <= logging.DEBUG
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
+    # kafka-python times its own I/O tasks and warns of a "blocking event loop" whenever a
+    # busy two-core machine delays one by 0.1 s: about itself, nothing a user can act on
+    logging.getLogger("kafka.net.selector").setLevel(logging.DEBUG if debug else logging.ERROR)
+    for name in ("aiokafka", "aiokafka.consumer.group_coordinator"):
+        logger = logging.getLogger(name)
+        if EXPECTED_AT_START not in logger.filters:
+            logger.addFilter(EXPECTED_AT_START)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,10 @@ def _export(folder: Path, target: Path) -> None:
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {n: {0: "batch", 1: "tokens"} for n in names}
     tmp = target.with_suffix(".tmp")
-    with torch.no_grad():
+    # the tracer's warnings are about data-dependent branches of code paths this model does
+    # not take; a user starting `make run` for the first time cannot act on them
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
             (ids, mask, torch.zeros_like(ids)),

@@ -117,10 +117,16 @@ def status(ctx: Context) -> None:
 
     ctx.ensure_topics()
     click.secho("consumer lag (records not yet processed)", bold=True)
-    lag = consumer_lag(ctx.bootstrap, ctx.prefix)
-    if not lag:
+    from kafka.errors import KafkaError
+
+    try:
+        lag: dict[str, dict[str, int]] | None = consumer_lag(ctx.bootstrap, ctx.prefix)
+    except KafkaError as exc:  # say so, and show the rest of the screen
+        lag = None
+        click.secho(f"  unknown: the broker did not tell ({type(exc).__name__}: {exc})", fg="red")
+    if lag == {}:
         click.echo("  no service has committed offsets yet")
-    for service, topics in lag.items():
+    for service, topics in (lag or {}).items():
         detail = ", ".join(f"{t} {n}" for t, n in sorted(topics.items()))
         click.echo(f"  {service:12} {sum(topics.values()):8}  ({detail})")
 

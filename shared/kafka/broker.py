@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -120,25 +121,31 @@ class LocalBroker:
         return self.run_dir / "broker.pid"
 
     @property
+    def config_file(self) -> Path:
+        """The broker's configuration, as an absolute path (it names the broker's process)."""
+        return (self.run_dir / "server.properties").resolve()
+
+    @property
     def log_file(self) -> Path:
         """The broker's own log."""
         return self.run_dir / "broker.log"
 
     def pid(self) -> int | None:
-        """Pid of our broker if it is alive."""
+        """Pid of our broker if it is alive: a zombie, or a pid now used by another program
+        (pids are reused), counts as gone."""
         try:
             pid = int(self.pid_file.read_text())
         except (OSError, ValueError):
             return None
         if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
-            return None  # our own child, exited (a zombie would still answer kill 0)
+            return None  # our own child, exited (poll reaps it)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
         except PermissionError:
-            return pid
-        return pid
+            pass
+        return pid if is_our_broker(pid, self.config_file) else None
 
     def status(self) -> str:
         """``running`` (answers metadata), ``starting`` (process alive) or ``stopped``."""
@@ -153,9 +160,8 @@ class LocalBroker:
             .replace("@CONTROLLER_PORT@", str(self.controller_port))
             .replace("@DATA_DIR@", str((self.run_dir / "data").resolve()))
         )
-        path = self.run_dir / "server.properties"
-        path.write_text(cfg)
-        return path
+        self.config_file.write_text(cfg)
+        return self.config_file
 
     def _format(self, classpath: str, config: Path) -> None:
         if (self.run_dir / "data" / "meta.properties").exists():
@@ -217,6 +223,10 @@ class LocalBroker:
                 )
             self._proc = proc
             self.pid_file.write_text(str(proc.pid))
+            # The broker outlives this process, but while this process lives it is the
+            # broker's parent: a broker that dies would stay a zombie (alive to kill(pid, 0))
+            # until reaped, and a later `llmops kafka start` would wait for it in vain.
+            threading.Thread(target=proc.wait, name="broker-reaper", daemon=True).start()
         self.wait_ready()
         return True
 
@@ -245,6 +255,24 @@ class LocalBroker:
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def is_our_broker(pid: int, config: Path) -> bool:
+    """Whether ``pid`` is a live Kafka broker started with ``config``: not a zombie (dead,
+    not yet reaped by its parent), not another program that got the pid since. Where /proc
+    cannot tell (another OS), a live pid counts."""
+    proc = Path("/proc") / str(pid)
+    try:
+        stat = (proc / "stat").read_text()
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    state = stat.rpartition(")")[2].split()[0]  # the name in parentheses may hold spaces
+    if state in ("Z", "X"):
+        return False
+    return b"kafka.Kafka" in cmdline and str(config).encode() in cmdline
 
 
 def base64_uuid() -> str:

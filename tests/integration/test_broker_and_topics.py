@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
+import uuid
 from pathlib import Path
 
 import pytest
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka import KafkaConsumer
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from shared.kafka import broker
-from shared.kafka.admin import create_topics
+from shared.kafka.admin import TopicMismatch, create_topics
 from shared.kafka.broker import answers_metadata, free_port
 from shared.settings import PlatformSettings
 from shared.topics import DOCS_CHUNKS, TOPICS
@@ -83,3 +87,65 @@ def test_storage_formats_with_a_cluster_id_that_looks_like_a_flag(
     b._format(broker.broker_classpath(settings.cache_dir), b._write_config())
     meta = (b.run_dir / "data" / "meta.properties").read_text()
     assert "cluster.id=-Ab3KJ4dQm6PzKq1cN0x0w" in meta
+
+
+def test_a_topic_made_with_the_brokers_defaults_stops_the_start_with_what_differs(
+    kafka_bootstrap: str,
+) -> None:
+    prefix = f"mis{uuid.uuid4().hex[:8]}."
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        # what a broker that auto-creates topics made of docs.chunks when an old process asked
+        admin.create_topics([NewTopic(DOCS_CHUNKS.name(prefix), 1, 1)])
+        admin.wait_for_topics([DOCS_CHUNKS.name(prefix)], timeout_ms=30000)
+    finally:
+        admin.close()
+    with pytest.raises(TopicMismatch) as info:
+        create_topics(kafka_bootstrap, prefix)
+    text = str(info.value)
+    assert f"{DOCS_CHUNKS.name(prefix)}: partitions=1, declared 4" in text
+    assert "cleanup.policy=delete, declared compact" in text and "kafka-topics.sh" in text
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, KAFKA_TOPIC_PREFIX=prefix)
+    started = llmops("run", "ingestion", env=env)
+    assert started.returncode == 1 and "differ from their declaration" in started.stderr
+    assert "Traceback" not in started.stderr
+
+
+def test_the_local_broker_creates_no_topic_a_client_asks_for(kafka_bootstrap: str) -> None:
+    missing = f"nobody-made-{uuid.uuid4().hex[:8]}"
+    # a consumer that subscribes to it, as an old process reconnecting to a new broker did
+    consumer = KafkaConsumer(missing, bootstrap_servers=kafka_bootstrap, group_id=f"g-{missing}")
+    try:
+        for _ in range(6):
+            consumer.poll(timeout_ms=500)
+        assert not consumer.partitions_for_topic(missing)
+    finally:
+        consumer.close()
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        assert missing not in admin.list_topics()
+    finally:
+        admin.close()
+
+
+def test_a_broker_that_died_under_its_starter_is_started_again_at_once(tmp_path: Path) -> None:
+    settings = PlatformSettings()
+    port = free_port()
+    # this process starts the broker, as `llmops dev` does: it is the broker's parent
+    first = broker.local_broker(tmp_path, settings.cache_dir, port, free_port())
+    first.start()
+    pid = first.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    # a later `llmops kafka start` (a fresh object: what it knows comes from the pid file)
+    again = broker.local_broker(tmp_path, settings.cache_dir, port, first.controller_port)
+    deadline = time.monotonic() + 10
+    while again.pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert again.pid() is None, "a dead broker (a zombie until reaped) counts as gone"
+    t0 = time.monotonic()
+    try:
+        assert again.start() is True
+        assert time.monotonic() - t0 < 60 and answers_metadata(again.bootstrap)
+    finally:
+        again.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.logs import RepeatFilter, hold_back_repeats
+from shared.logs import RepeatFilter, hold_back_repeats, quiet_libraries
 from shared.worker import Worker
 
 
@@ -53,3 +53,23 @@ def test_the_worker_and_the_cli_put_the_filter_on_their_handlers() -> None:
     hold_back_repeats(logger)  # idempotent
     (handler,) = logger.handlers
     assert sum(isinstance(f, RepeatFilter) for f in handler.filters) == 1
+
+
+def test_libraries_log_warnings_only_unless_debug_and_the_start_up_error_is_info() -> None:
+    quiet_libraries("info")
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    out = records(coordinator)
+    coordinator.setLevel(logging.NOTSET)  # as the library leaves it: the parent decides
+    coordinator.error("Group Coordinator Request failed: [Error 15] CoordinatorNotAvailableError")
+    coordinator.error("Group Coordinator Request failed: something else")
+    assert out == ["Group Coordinator Request failed: something else"]
+    quiet_libraries("debug")
+    try:
+        assert logging.getLogger("httpx").isEnabledFor(logging.DEBUG)
+        coordinator.error("Group Coordinator Request failed: CoordinatorNotAvailableError")
+        assert out[-1].endswith("CoordinatorNotAvailableError"), "shown as INFO when debugging"
+    finally:
+        quiet_libraries("info")
+        coordinator.handlers, coordinator.propagate = [], True
