@@ -14,6 +14,10 @@ from shared.kafka.admin import create_topics
 from shared.kafka.broker import LocalBroker, free_port, local_broker
 from shared.kafka.reader import wait_for_events
 from shared.settings import PlatformSettings
+from shared.trace_ids import TraceIds
+
+# what the services started by a bench sign and check trace ids with
+BENCH_TRACE_SECRET = "bench-trace-secret"
 
 
 @dataclass
@@ -40,6 +44,11 @@ class BenchKafka:
         create_topics(bootstrap, prefix)
         return cls(bootstrap, prefix, tmp, broker)
 
+    @staticmethod
+    def trace_ids() -> TraceIds:
+        """How a bench signs the trace ids it makes (services check them)."""
+        return TraceIds(BENCH_TRACE_SECRET.encode())
+
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for a service process on this broker and these topics."""
         return dict(
@@ -48,6 +57,7 @@ class BenchKafka:
             KAFKA_TOPIC_PREFIX=self.prefix,
             LLMOPS_DATA_DIR=str(self.tmp / "data"),
             LLMOPS_LOG_LEVEL="warning",
+            LLMOPS_TRACE_SECRET=BENCH_TRACE_SECRET,
             **extra,
         )
 

@@ -93,7 +93,7 @@ def make_traces(n: int, seed: int = 11) -> list[InferenceTrace]:
         context = [" ".join(sentence(rng, rng.randint(8, 16)) for _ in range(4)) for _ in range(3)]
         out.append(
             InferenceTrace(
-                trace_id=f"{i:032x}{rng.getrandbits(64):016x}",
+                trace_id=BenchKafka.trace_ids().of(f"{i:016x}{rng.getrandbits(64):016x}", "acme"),
                 tenant="acme",
                 api_key_id="bench",
                 question=sentence(rng, 8)[:-1] + "?",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,13 @@ from typing import Any
 from aiokafka import errors as kerr
 from faust.types import EventT, TopicT
 
-from shared.events import DeadLetter
+from shared.events import DeadLetter, DeadLetterValue
 from shared.kafka.dlq import dead_letter, dlq_headers
 
 log = logging.getLogger(__name__)
+
+# Inputs whose dead-lettering is remembered (to letter each once), more than a batch holds.
+LETTERS_REMEMBERED = 65536
 
 # Room for the record's own framing and headers beside its key and value.
 RECORD_OVERHEAD_BYTES = 1024
@@ -90,9 +94,13 @@ class Deliveries:
     max_bytes: int
     on_dead_letter: Callable[[str], None] | None = None
     retry_max_s: float = 30.0
+    # what a dead letter keeps of its input's value (LLMOPS_DLQ_VALUES)
+    letter_values: DeadLetterValue = "redacted"
     pending: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _lettered: set[tuple[str, int, int]] = field(default_factory=set)
+    # inputs dead-lettered lately: one is dead-lettered once, however many of its outputs
+    # fail and however often a batch that held it is handled again record by record
+    _lettered: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)
 
     async def send(
         self,
@@ -128,7 +136,9 @@ class Deliveries:
         where = (msg.topic, msg.partition, msg.offset)
         if where in self._lettered:
             return
-        self._lettered.add(where)
+        self._lettered[where] = None
+        while len(self._lettered) > LETTERS_REMEMBERED:
+            self._lettered.popitem(last=False)
         kind = error_type(exc)
         letter = dead_letter(
             topic=msg.topic,
@@ -139,6 +149,7 @@ class Deliveries:
             stage=stage,
             error_type=kind,
             error_message=str(exc) or repr(exc),
+            values=self.letter_values,
         )
         log.warning(
             "dead-lettered %s[%d]@%d: %s: %s",
@@ -150,8 +161,9 @@ class Deliveries:
         )
         if self.on_dead_letter is not None:
             self.on_dead_letter(kind)
+        key = None if letter.key is None else letter.key.encode()
         await self._send(
-            Record(self.dlq, msg.key, letter.to_bytes(), (event,), dlq_headers(letter), letter)
+            Record(self.dlq, key, letter.to_bytes(), (event,), dlq_headers(letter), letter)
         )
 
     async def _send(self, record: Record) -> None:
@@ -184,9 +196,6 @@ class Deliveries:
             return  # shutting down: the inputs stay unacknowledged and are redone on restart
         exc = future.exception()
         if exc is None:
-            if record.letter is not None:
-                letter = record.letter
-                self._lettered.discard((letter.topic, letter.partition, letter.offset))
             self._release(record)
             return
         task = asyncio.ensure_future(self._failed(record, exc))

@@ -18,9 +18,33 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DOC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,254}$"
 GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-TRACE_ID_PATTERN = r"^[A-Za-z0-9_-]{8,128}$"
+# The characters of trace and case ids, declared once: a case made from feedback takes its
+# trace's id, so every trace id must be a valid case id (a test checks it).
+_ID_CHARS = "A-Za-z0-9_-"
+TRACE_ID_PATTERN = rf"^[{_ID_CHARS}]{{8,128}}$"
+CASE_ID_PATTERN = rf"^[{_ID_CHARS}][.{_ID_CHARS}]{{0,127}}$"
 FEEDBACK_NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 _GROUP_RE = re.compile(GROUP_PATTERN)
+# Versions and filterable integers are stored as 64-bit signed integers (Qdrant's payload);
+# a larger one would lock a document forever (nothing could be newer) or fail in the store.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Fixed namespace: chunk (point) ids must be the same on every machine and every run.
+CHUNK_NAMESPACE = uuid.UUID("6f1c7f5e-3b9a-4c1e-9a57-2d0c4b8e9d11")
+
+
+def chunk_id(tenant: str, doc_id: str, index: int) -> str:
+    """The id of a document's chunk, and of its point in the vector store: a UUID from the
+    tenant, the doc id and the chunk's index, derived by whoever needs it, never trusted
+    from a record (one tenant's batch must not be able to name another tenant's point)."""
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{tenant}/{doc_id}#{index}"))
+
+
+def check_groups(groups: list[str]) -> list[str]:
+    """Sorted, distinct, valid group names; ValueError naming the first invalid one."""
+    for g in groups:
+        if not _GROUP_RE.match(g):
+            raise ValueError(f"invalid group name {g!r} (expected {GROUP_PATTERN})")
+    return sorted(set(groups))
 
 
 def utcnow() -> datetime:
@@ -99,6 +123,18 @@ Tenant = Annotated[str, Field(pattern=TENANT_PATTERN, description="Tenant the da
 DocId = Annotated[
     str, Field(pattern=DOC_ID_PATTERN, description="Document id, unique within its tenant.")
 ]
+Version = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=INT64_MAX,
+        description="Monotonic per document; an older version than one seen is dropped. "
+        "At most 2**63-1 (a 64-bit integer).",
+    ),
+]
+TraceId = Annotated[
+    str, Field(pattern=TRACE_ID_PATTERN, description="Id of a trace (the API issues them).")
+]
 
 
 class DocumentEvent(Event):
@@ -107,9 +143,7 @@ class DocumentEvent(Event):
     op: Op = Field(default=Op.UPSERT, description="upsert or delete.")
     tenant: Tenant
     doc_id: DocId
-    version: int = Field(
-        ge=0, description="Monotonic per document; an older version than one seen is dropped."
-    )
+    version: Version
     source: str = Field(default="", max_length=2048, description="Where the document came from.")
     title: str = Field(default="", max_length=1024, description="Human title, used in citations.")
     content: str = Field(default="", description="The body; required for an upsert.")
@@ -133,10 +167,7 @@ class DocumentEvent(Event):
     @field_validator("acl")
     @classmethod
     def _groups(cls, v: list[str]) -> list[str]:
-        for g in v:
-            if not _GROUP_RE.match(g):
-                raise ValueError(f"invalid group name {g!r} (expected {GROUP_PATTERN})")
-        return sorted(set(v))
+        return check_groups(v)
 
     @property
     def key(self) -> str:
@@ -178,19 +209,35 @@ class ChunkBatch(Event):
     op: Op
     tenant: Tenant
     doc_id: DocId
-    version: int = Field(ge=0)
+    version: Version
     source: str = ""
     title: str = ""
     content_type: ContentType = ContentType.TEXT
     metadata: dict[str, Any] = Field(default_factory=dict)
     acl: list[str] = Field(default_factory=list)
-    chunks: list[Chunk] = Field(default_factory=list, description="Ordered; empty for a delete.")
+    chunks: list[Chunk] = Field(
+        default_factory=list,
+        description="Ordered; empty for a delete. Their indexes are 0, 1, 2, ... in order.",
+    )
     redactions: dict[str, int] = Field(
         default_factory=dict, description="Personal data found and replaced, by detector."
     )
     source_event_id: str = Field(description="event_id of the DocumentEvent this came from.")
     source_event_time: datetime = Field(description="event_time of that DocumentEvent.")
     tokenizer: str = Field(default="", description="Tokenizer that counted the tokens.")
+
+    @field_validator("acl")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        return check_groups(v)
+
+    @model_validator(mode="after")
+    def _indexes_in_order(self) -> Self:
+        # a chunk's point id comes from its index: two chunks with one index would be one point
+        bad = [c.index for i, c in enumerate(self.chunks) if c.index != i]
+        if bad:
+            raise ValueError(f"chunk indexes must be 0..{len(self.chunks) - 1} in order")
+        return self
 
     @property
     def key(self) -> str:
@@ -207,7 +254,7 @@ class DocumentIndexed(Event):
 
     tenant: Tenant
     doc_id: DocId
-    version: int = Field(ge=0)
+    version: Version
     op: Op
     status: str = Field(
         description="indexed, unchanged (already stored exactly), deleted, stale (older than "
@@ -235,7 +282,9 @@ class RetrievedChunk(BaseModel):
 
     chunk_id: str
     doc_id: str
-    score: float
+    score: float = Field(
+        description="Cosine similarity of the chunk to the question, whatever the ranking."
+    )
 
 
 class InferenceTrace(Event):
@@ -249,7 +298,7 @@ class InferenceTrace(Event):
     ALSO_READS: ClassVar[frozenset[int]] = frozenset({1})
 
     schema_version: int = Field(default=2, description="Version of this event's schema.")
-    trace_id: str = Field(description="Id returned to the caller; the Kafka key.")
+    trace_id: TraceId = Field(description="Id returned to the caller; the Kafka key.")
     tenant: Tenant
     api_key_id: str = Field(description="Which key asked (its id, never the key).")
     question: str = Field(description="The question after redaction of personal data.")
@@ -352,7 +401,7 @@ class FeedbackEvent(Event):
     One score per (trace, name, author): a later event for the same three replaces it.
     """
 
-    trace_id: str = Field(pattern=TRACE_ID_PATTERN, description="The trace it judges.")
+    trace_id: TraceId = Field(description="The trace it judges.")
     tenant: Tenant
     author: str = Field(
         min_length=1,
@@ -446,7 +495,7 @@ class EvalCase(Event):
 
     tenant: Tenant
     case_id: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        pattern=CASE_ID_PATTERN,
         description="Unique within the tenant (a case from feedback takes its trace id).",
     )
     question: str = Field(min_length=1)
@@ -460,7 +509,7 @@ class EvalCase(Event):
     needs_review: bool = Field(
         default=False, description="No expected answer yet: a person should write one."
     )
-    source_trace_id: str | None = Field(default=None, description="The trace it came from.")
+    source_trace_id: TraceId | None = Field(default=None, description="The trace it came from.")
     feedback_ids: list[str] = Field(default_factory=list, description="The feedback behind it.")
 
     @property
@@ -469,17 +518,35 @@ class EvalCase(Event):
         return f"{self.tenant}/{self.case_id}"
 
 
-class DeadLetter(Event):
-    """An input that a stage could not process, with where it came from and why."""
+DeadLetterValue = Literal["raw", "redacted", "omitted"]
 
+
+class DeadLetter(Event):
+    """An input that a stage could not process, with where it came from and why.
+
+    Version 2 added ``value_form``: a letter's value is redacted by default
+    (LLMOPS_DLQ_VALUES), since a dead-letter topic keeps what nobody processed, personal data
+    included. Version 1 letters (raw values) still read.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+    ALSO_READS: ClassVar[frozenset[int]] = frozenset({1})
+
+    schema_version: int = Field(default=2, description="Version of this event's schema.")
     topic: str = Field(description="Topic the original record was read from.")
     partition: int = Field(description="Its partition.")
     offset: int = Field(description="Its offset.")
     key: str | None = Field(description="Its key, UTF-8 decoded with replacement.")
-    value_b64: str = Field(description="Its raw value, base64, byte for byte.")
+    value_b64: str = Field(
+        description="Its value, base64: byte for byte (raw), with personal data replaced "
+        "(redacted), or empty (omitted); read it whole at its offset while the topic keeps it."
+    )
+    value_form: DeadLetterValue = Field(
+        default="raw", description="What value_b64 holds: raw, redacted or omitted."
+    )
     stage: str = Field(description="Service and step that failed, e.g. ingestion.validate.")
     error_type: str = Field(description="Machine-readable reason, e.g. InvalidJSON, TooLarge.")
-    error_message: str = Field(description="Human-readable reason.")
+    error_message: str = Field(description="Human-readable reason (personal data redacted).")
     failed_at: datetime = Field(default_factory=utcnow, description="When the stage gave up.")
 
 

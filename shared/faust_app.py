@@ -17,6 +17,7 @@ from shared.topics import Topic
 log = logging.getLogger(__name__)
 
 Handler = Callable[[EventT[Any]], Awaitable[None]]
+BatchHandler = Callable[[list[EventT[Any]]], Awaitable[None]]
 
 
 def make_app(
@@ -121,3 +122,33 @@ async def consume_with_dlq(
             await handler(event)
         except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
             await deliveries.dead_letter(event, stage, exc)
+
+
+async def handle_isolating(
+    events: list[EventT[Any]], handler: BatchHandler, deliveries: Deliveries, stage: str
+) -> None:
+    """Run ``handler`` on a batch; if it raises, run it on each event alone and dead-letter
+    the events that still raise, so one record a service's logic chokes on can neither stop
+    the batch behind it nor be skipped silently.
+
+    A handler must be safe to run again on events of a batch that failed half-way: what it
+    already sent counts once downstream (the services' outputs are idempotent per input).
+    """
+    try:
+        await handler(events)
+        return
+    except Exception as exc:  # noqa: BLE001 - isolate the record that fails
+        if len(events) == 1:
+            await deliveries.dead_letter(events[0], stage, exc)
+            return
+        log.warning(
+            "a batch of %d failed (%s: %s); handling its records one by one",
+            len(events),
+            type(exc).__name__,
+            exc,
+        )
+    for event in events:
+        try:
+            await handler([event])
+        except Exception as one:  # noqa: BLE001 - every failure is dead-lettered
+            await deliveries.dead_letter(event, stage, one)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from shared.kafka.broker import LocalBroker
+    from shared.trace_ids import TraceIds
 
 
 # Largest record the platform produces (a document's chunk batch can be a few times its event);
@@ -52,6 +53,29 @@ class PlatformSettings(BaseSettings):
         "lower); bench/embed.py measures them. Index and queries must use the same: after "
         "a change to or from onnx-int8, run `llmops reindex`.",
     )
+    trace_secret: SecretStr | None = Field(
+        default=None,
+        # INFERENCE_TRACE_SECRET: its name before the feedback service checked trace ids too
+        validation_alias=AliasChoices("LLMOPS_TRACE_SECRET", "INFERENCE_TRACE_SECRET"),
+        description="Signs trace ids with their tenant: the API issues them, and checks "
+        "feedback with it; the feedback service dead-letters a trace whose id was not issued "
+        "to its tenant. Every API replica and the feedback service must share it. Unset: a "
+        "random one kept in data_dir (enough for processes that share the folder).",
+    )
+
+    dlq_values: Literal["redacted", "raw", "omitted"] = Field(
+        default="redacted",
+        description="What a dead letter keeps of the record it could not process: redacted "
+        "(personal data replaced, like everything the platform stores), raw (byte for byte, "
+        "for a dead-letter topic only trusted people read) or omitted (read it at its offset).",
+    )
+
+    def trace_ids(self) -> TraceIds:
+        """The trace ids of this platform (the secret, or the one kept in data_dir)."""
+        from shared.trace_ids import TraceIds, trace_secret
+
+        given = self.trace_secret.get_secret_value() if self.trace_secret else None
+        return TraceIds(trace_secret(given, self.data_dir))
 
 
 class KafkaSettings(BaseSettings):

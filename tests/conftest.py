@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_helpers import ServiceProcess
+from tests.kafka_helpers import TEST_TRACE_SECRET, ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +59,8 @@ def service_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict
         KAFKA_TOPIC_PREFIX=topic_prefix,
         LLMOPS_DATA_DIR=str(tmp_path / "data"),
         LLMOPS_LOG_LEVEL="warning",
+        # the API and the feedback service check trace ids with it; tests sign theirs too
+        LLMOPS_TRACE_SECRET=TEST_TRACE_SECRET,
     )
     return env
 

@@ -14,6 +14,17 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from shared.trace_ids import TraceIds
+
+# The secret service processes of the tests sign and check trace ids with (service_env).
+TEST_TRACE_SECRET = "tests-trace-secret"
+_TEST_TRACE_IDS = TraceIds(TEST_TRACE_SECRET.encode())
+
+
+def signed(random_part: str, tenant: str = "acme") -> str:
+    """A trace id issued to ``tenant`` as the API would, from 32 characters of one's own."""
+    return _TEST_TRACE_IDS.of(random_part.ljust(32, "0")[:32], tenant)
+
 
 def consume(
     bootstrap: str,
@@ -65,13 +76,20 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # another llmops command instead of `run NAME...` (`dev README.md docs`, say)
+    command: tuple[str, ...] | None = None
 
     def start(self) -> None:
         """Start the service (it connects in the background)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "run", *self.name.split()],
+                [
+                    sys.executable,
+                    "-m",
+                    "services.cli",
+                    *(self.command or ("run", *self.name.split())),
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -95,6 +113,14 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+    def stop_timed(self, sig: int = signal.SIGINT, timeout_s: float = 60) -> float:
+        """Send ``sig`` to the process group (as Ctrl-C does); seconds until it exited."""
+        assert self.proc is not None
+        t0 = time.monotonic()
+        os.killpg(self.proc.pid, sig)
+        self.proc.wait(timeout=timeout_s)
+        return time.monotonic() - t0
 
     def log(self) -> str:
         """What the service printed."""
@@ -127,3 +153,14 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, every_s: float =
         time.sleep(every_s)
         got = check()
     return got
+
+
+FAULTS = Path(__file__).resolve().parent / "faults"
+
+
+def choke(targets: dict[str, str]) -> dict[str, str]:
+    """Environment for a service process whose functions raise PlantedFailure on the records
+    that mention a marker (``{"module:Qualified.name": "marker"}``; tests/faults)."""
+    planted = ";".join(f"{target}={marker}" for target, marker in targets.items())
+    path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "LLMOPS_TEST_CHOKE": planted}

@@ -18,7 +18,7 @@ from services.embedding.settings import EmbeddingSettings
 from shared.delivery import Deliveries
 from shared.embedder import Embedder
 from shared.events import ChunkBatch, DocumentIndexed
-from shared.faust_app import faust_topic, make_app
+from shared.faust_app import faust_topic, handle_isolating, make_app
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, EMBEDDING_DLQ
 from shared.vector_store import VectorStore
 
@@ -59,7 +59,12 @@ def build_app(
                 return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
         raise AssertionError("unreachable")
 
-    out = Deliveries(dlq, "embedding", settings.kafka.max_message_bytes)
+    out = Deliveries(
+        dlq,
+        "embedding",
+        settings.kafka.max_message_bytes,
+        letter_values=settings.platform.dlq_values,
+    )
 
     async def publish(
         results: list[DocumentIndexed], good: list[tuple[EventT[Any], ChunkBatch]]
@@ -97,7 +102,7 @@ def build_app(
             settings.batch_size, within=settings.batch_wait_s
         )
         async for events in batches:
-            await handle(list(events))
+            await handle_isolating(list(events), handle, out, "embedding")
 
     @app.task  # type: ignore[untyped-decorator]  # faust leaves it untyped
     async def warm() -> None:

@@ -16,6 +16,7 @@ from services.embedding.logic import (
     plan_document,
     source_text,
     stored_points,
+    with_point_ids,
 )
 from shared.embedder import Embedder
 from shared.events import ChunkBatch, DocumentIndexed
@@ -47,7 +48,7 @@ class Indexer:
         """Index the batches; return one DocumentIndexed per batch. Idempotent."""
         collection = self.target()
         model = self.embedder.name
-        latest, superseded = collapse(batches)
+        latest, superseded = collapse([with_point_ids(b) for b in batches])
         stored = self.store.doc_points(collection, [b.key for b in latest], with_vectors=True)
         plans = [plan_document(b, stored_points(stored[b.key]), model) for b in latest]
         # One model call sequence across every document of the batch.

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.events import Chunk, ChunkBatch, Op
+from shared.events import Chunk, ChunkBatch, Op, chunk_id
 from shared.retrieval import access_keys, filterable, indexed_text
 from shared.vector_store import PUBLIC, Point, Record
 
@@ -32,6 +32,21 @@ class DocPlan:
     encode: list[Chunk] = field(default_factory=list)
     reuse: dict[str, Sequence[float]] = field(default_factory=dict)
     delete_ids: list[str] = field(default_factory=list)
+
+
+def with_point_ids(batch: ChunkBatch) -> ChunkBatch:
+    """``batch`` with each chunk's id derived from its tenant, doc id and index: a point id is
+    never taken from the record, so a batch cannot overwrite (or delete) a point of another
+    document or tenant by naming its id."""
+    chunks = [
+        c
+        if c.chunk_id == (derived := chunk_id(batch.tenant, batch.doc_id, c.index))
+        else c.model_copy(update={"chunk_id": derived})
+        for c in batch.chunks
+    ]
+    if all(a is b for a, b in zip(chunks, batch.chunks, strict=True)):
+        return batch
+    return batch.model_copy(update={"chunks": chunks})
 
 
 def source_text(batch: ChunkBatch, chunk: Chunk) -> str:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from services.feedback.logic import (
     Letter,
+    Refused,
     State,
     Waiting,
     case_of,
@@ -28,6 +29,7 @@ from services.feedback.logic import (
     result_of,
     sampled,
     scorable,
+    verify,
 )
 from services.feedback.scores import (
     Answered,
@@ -42,9 +44,10 @@ from services.feedback.scores import (
 from services.feedback.settings import FeedbackSettings
 from shared.delivery import Deliveries
 from shared.embedder import Embedder
-from shared.events import DeadLetter, FeedbackEvent, InferenceTrace, Metric
-from shared.faust_app import faust_topic, make_app
+from shared.events import DeadLetter, DeadLetterValue, FeedbackEvent, InferenceTrace, Metric
+from shared.faust_app import faust_topic, handle_isolating, make_app
 from shared.kafka.dlq import dead_letter, dlq_headers
+from shared.redact import DETECTORS, Redactor
 from shared.topics import (
     EVAL_CASES,
     EVAL_RESULTS,
@@ -99,7 +102,7 @@ class Scorer:
             return {tid: missing(f"scoring failed: {exc}"[:300]) for tid in pairs}
 
 
-def letter_of(letter: Letter) -> DeadLetter:
+def letter_of(letter: Letter, values: DeadLetterValue) -> DeadLetter:
     """The dead letter of feedback the service had kept waiting."""
     w = letter.waiting
     return dead_letter(
@@ -111,6 +114,7 @@ def letter_of(letter: Letter) -> DeadLetter:
         stage="feedback.join",
         error_type=letter.error_type,
         error_message=letter.message,
+        values=values,
     )
 
 
@@ -143,8 +147,15 @@ def build_app(
         partitions=INFERENCE_COMPLETED.partitions,
         help="Evaluation state per trace id: scores, feedback, feedback waiting for its trace.",
     )
-    out = Deliveries(dlq, "feedback", settings.kafka.max_message_bytes)
+    out = Deliveries(
+        dlq,
+        "feedback",
+        settings.kafka.max_message_bytes,
+        letter_values=settings.platform.dlq_values,
+    )
     scorer = Scorer(embedder or Embedder(settings.model), settings.support_threshold)
+    trace_ids = settings.platform.trace_ids()
+    redactor = Redactor.named(DETECTORS)
     # the agent and the sweep both change states; each takes its turn whole
     lock = asyncio.Lock()
     deadlines: dict[bytes, float] = {}
@@ -191,9 +202,16 @@ def build_app(
             raw = ev.message.value or b""
             try:
                 model = InferenceTrace if ev.message.topic == traces_topic else FeedbackEvent
-                decoded.append((ev, model.from_bytes(raw)))
+                record = model.from_bytes(raw)
             except ValidationError as exc:  # can never succeed
                 await out.dead_letter(ev, "feedback.decode", exc)
+                continue
+            try:
+                verify(record, trace_ids.issued_to, redactor.finds)
+            except Refused as exc:
+                await out.dead_letter(ev, "feedback.verify", exc)
+                continue
+            decoded.append((ev, record))
         # each trace's state, read once for the batch; updated as its events are applied
         states = {obj.trace_id: load(obj.trace_id.encode()) for _, obj in decoded}
 
@@ -232,6 +250,9 @@ def build_app(
                     arrived=now,
                 )
                 outcome = on_feedback(state, obj, where, now, settings.max_waiting)
+            if outcome.refused is not None:
+                await out.dead_letter(ev, "feedback.join", outcome.refused)
+                continue
             states[tid] = outcome.state
             sources[tid].append(ev)
             if outcome.changed:
@@ -241,9 +262,10 @@ def build_app(
         await correct(states, changed)
         at("sending")
         for letter, ev in letters:
-            await out.forward(letter_of(letter), [ev])
+            await out.forward(letter_of(letter, settings.platform.dlq_values), [ev])
         for tid in states:
-            await publish(tid, states[tid], sources[tid], tid in changed)
+            if sources.get(tid):  # not a trace whose only record was refused
+                await publish(tid, states[tid], sources[tid], tid in changed)
         at(None)
 
     async def correct(states: dict[str, State | None], changed: set[str]) -> None:
@@ -287,7 +309,8 @@ def build_app(
             at("waiting for the sweep")
             async with lock:
                 at("decoding")
-                await handle(list(events))
+                # a record the logic chokes on is dead-lettered alone; the rest go on
+                await handle_isolating(list(events), handle, out, "feedback")
 
     @app.timer(settings.sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep() -> None:
@@ -313,7 +336,7 @@ def build_app(
             outcome = expire(state, now, settings.join_wait_s, settings.ttl_s)
             for letter in outcome.letters:
                 # the letter must be on the broker before the state that held it goes
-                dl = letter_of(letter)
+                dl = letter_of(letter, settings.platform.dlq_values)
                 sent = await dlq.send(
                     key=dl.key.encode() if dl.key else None,
                     value=dl.to_bytes(),

@@ -220,7 +220,8 @@ def run_command(
 ) -> None:
     """Answer every case with the candidate (and the baseline), score it, and gate: exit 1
     when a case that passes with the baseline fails with the candidate, a gated mean falls
-    by more than the tolerance, or a case is missing, duplicated or cannot be scored."""
+    by more than the tolerance, or a case is duplicated or cannot be scored; exit 2 when the
+    candidate or the baseline could not answer a case (nothing to compare: not a pass)."""
     from services.feedback.evaluate import (
         CasesError,
         Gate,
@@ -247,8 +248,7 @@ def run_command(
     if report:
         write_html(result, report)
         click.echo(f"report: {report}", err=True)
-    if not result.passed:
-        sys.exit(1)
+    sys.exit(result.exit_code)
 
 
 @contextlib.contextmanager

@@ -214,7 +214,8 @@ def answered_of(case: EvalCase, response: dict[str, Any]) -> Answered:
         question=case.question,
         answer=response["answer"],
         context=response.get("context") or [],
-        scores=[c["score"] for c in response["citations"]],
+        # the cosine, as the trace's retrieved scores are (the rank score depends on the mode)
+        scores=[c["similarity"] for c in response["citations"]],
     )
 
 
@@ -266,11 +267,19 @@ class Report:
     runs: dict[str, dict[str, CaseRun]]  # prompt -> case key -> run
     problems: list[str]
     means: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # cases a prompt could not answer: the comparison itself cannot be made
+    errors: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """The gate passes when nothing in ``problems``."""
-        return not self.problems
+        """The gate passes when every case ran with every prompt and nothing is in
+        ``problems``."""
+        return not self.problems and not self.errors
+
+    @property
+    def exit_code(self) -> int:
+        """0 passed, 1 failed (a regression), 2 could not judge (a prompt could not run)."""
+        return 2 if self.errors else 0 if self.passed else 1
 
     def to_json(self) -> dict[str, Any]:
         """Everything, for machines."""
@@ -278,6 +287,7 @@ class Report:
             "candidate": self.candidate,
             "baseline": self.baseline,
             "passed": self.passed,
+            "errors": self.errors,
             "problems": self.problems,
             "means": self.means,
             "cases": [
@@ -322,11 +332,18 @@ def judge(
     with the candidate (without a baseline: every case passes), and no gated mean falls by
     more than the tolerance."""
     problems = list(problems)
+    # A case that a prompt cannot answer (an HTTP error, a prompt written for another mode)
+    # leaves nothing to compare: an error of the gate, never a pass.
+    errors = [
+        f"{case.key} could not run with {prompt}: {run.error if run else 'no result'}"
+        for prompt in [p for p in (baseline, candidate) if p]
+        for case in cases
+        if (run := runs[prompt].get(case.key)) is None or run.error is not None
+    ]
     cand = runs[candidate]
     for case in cases:
         run = cand.get(case.key)
         if run is None or run.error is not None:
-            problems.append(f"{case.key}: missing ({run.error if run else 'no result'})")
             continue
         base = runs[baseline].get(case.key) if baseline else None
         unscored = [f for f in run.failures if " missing: " in f]
@@ -339,7 +356,7 @@ def judge(
             problems.append(f"{case.key} cannot be scored: {'; '.join(unscored)}")
         elif baseline is None and not run.passed:
             problems.append(f"{case.key} fails: {'; '.join(run.failures)}")
-    report = Report(candidate, baseline, cases, runs, problems)
+    report = Report(candidate, baseline, cases, runs, problems, errors=errors)
     names = sorted({n for c in cases for n in gate.gated(c)})
     for prompt, prompt_runs in runs.items():
         report.means[prompt] = {n: mean_of(prompt_runs.values(), n) for n in names}
@@ -366,7 +383,11 @@ def summary_lines(report: Report) -> list[str]:
         f"{'cases passed':24}"
         + "".join(f"{f'{passed[p]}/{len(report.cases)}':>14}" for p in prompts)
     )
-    lines.append("gate: PASSED" if report.passed else "gate: FAILED")
+    if report.errors:
+        lines.append("gate: ERROR (cannot judge: a prompt could not answer every case)")
+    else:
+        lines.append("gate: PASSED" if report.passed else "gate: FAILED")
+    lines += [f"  - {e}" for e in report.errors]
     lines += [f"  - {p}" for p in report.problems]
     return lines
 

@@ -10,6 +10,7 @@ changelog makes it survive a restart) and publishes what each transition returns
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -108,11 +109,48 @@ class Letter:
 
 @dataclass
 class Outcome:
-    """What a transition changed: publish the result (and the case) when ``changed``."""
+    """What a transition changed: publish the result (and the case) when ``changed``.
+    ``refused``: the record itself must be dead-lettered with this error, the state is as
+    it was."""
 
     state: State | None
     changed: bool = False
     letters: list[Letter] = field(default_factory=list)
+    refused: Refused | None = None
+
+
+class Refused(Exception):
+    """A record the join will not take; it is dead-lettered with ``code`` and the reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def verify(
+    record: InferenceTrace | FeedbackEvent,
+    issued_to: Callable[[str, str], bool],
+    personal: Callable[[str], list[str]],
+) -> None:
+    """Raise Refused for a record that no join may take: a trace whose id was not issued to
+    the tenant it claims (a forged one could take over another tenant's trace), and feedback
+    whose author holds personal data (authors are kept and published in eval.results).
+    Feedback naming another tenant's trace is refused at the join (TenantMismatch)."""
+    if isinstance(record, InferenceTrace) and not issued_to(record.trace_id, record.tenant):
+        raise Refused(
+            "ForgedTraceId",
+            f"trace id {record.trace_id} was not issued to tenant {record.tenant!r} (its "
+            "signature does not match; the API and this service must share "
+            "LLMOPS_TRACE_SECRET)",
+        )
+    if isinstance(record, FeedbackEvent):
+        found = personal(record.author)
+        if found:
+            raise Refused(
+                "PersonalIdentifier",
+                f"the feedback's author holds personal data ({', '.join(found)}): pass an "
+                "opaque user id",
+            )
 
 
 def sampled(trace_id: str, rate: float) -> bool:
@@ -201,6 +239,16 @@ def on_trace(
     state = state or State(partition=partition)
     if state.trace is not None and state.trace.event_id == trace.event_id:
         return Outcome(state, changed=True)  # redelivered: publish the same result again
+    if state.trace is not None and state.trace.tenant != trace.tenant:
+        # a trace id belongs to one tenant for good: a second trace may not move it
+        return Outcome(
+            state,
+            refused=Refused(
+                "TenantMismatch",
+                f"trace {trace.trace_id} of tenant {state.trace.tenant!r} cannot be replaced "
+                f"by one of tenant {trace.tenant!r}",
+            ),
+        )
     state.trace = info_of(trace)
     state.touched = now
     if metrics is None:

@@ -4,12 +4,10 @@ and a per-key token-bucket rate limit."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,43 +82,3 @@ class RateLimiter:
 def dump_keys(keys: list[ApiKey]) -> str:
     """JSON for a keys file."""
     return json.dumps([k.model_dump() for k in keys], indent=2)
-
-
-@dataclass(frozen=True)
-class TraceIds:
-    """Trace ids that carry their tenant: a random part and an HMAC of it with the tenant.
-
-    Any replica holding the secret can tell, without state, whether a trace id was issued to
-    a tenant; feedback on another tenant's trace (or on an id never issued) is a 404, which
-    says nothing about whether the trace exists.
-    """
-
-    secret: bytes
-
-    def _tag(self, random_part: str, tenant: str) -> str:
-        mac = hmac.new(self.secret, f"{random_part}/{tenant}".encode(), hashlib.sha256)
-        return mac.hexdigest()[:16]
-
-    def new(self, tenant: str) -> str:
-        """A fresh trace id for ``tenant`` (48 hex characters)."""
-        random_part = uuid.uuid4().hex
-        return random_part + self._tag(random_part, tenant)
-
-    def issued_to(self, trace_id: str, tenant: str) -> bool:
-        """Whether ``trace_id`` was issued to ``tenant`` (constant time)."""
-        if len(trace_id) != 48:
-            return False
-        return hmac.compare_digest(trace_id[32:], self._tag(trace_id[:32], tenant))
-
-
-def trace_secret(given: str | None, data_dir: Path) -> bytes:
-    """INFERENCE_TRACE_SECRET, else a random one kept in the data folder (replicas that share
-    traces must share the secret: set it)."""
-    if given:
-        return given.encode()
-    path = data_dir / "trace_secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()

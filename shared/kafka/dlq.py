@@ -3,8 +3,29 @@
 from __future__ import annotations
 
 import base64
+from functools import lru_cache
 
-from shared.events import DeadLetter
+from shared.events import DeadLetter, DeadLetterValue
+from shared.redact import DETECTORS, Redactor
+
+
+@lru_cache(maxsize=1)
+def _redactor() -> Redactor:
+    return Redactor.named(DETECTORS)
+
+
+def protected(value: bytes, form: DeadLetterValue) -> tuple[bytes, DeadLetterValue]:
+    """What a letter keeps of a record's value: as it is (raw), with personal data replaced
+    (redacted; a value that is not UTF-8 text cannot be, and is omitted), or nothing."""
+    if form == "raw":
+        return value, "raw"
+    if form == "redacted":
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return b"", "omitted"
+        return _redactor().redact(text)[0].encode(), "redacted"
+    return b"", "omitted"
 
 
 def dead_letter(
@@ -17,17 +38,25 @@ def dead_letter(
     stage: str,
     error_type: str,
     error_message: str,
+    values: DeadLetterValue = "redacted",
 ) -> DeadLetter:
-    """The DeadLetter for one failed record."""
+    """The DeadLetter for one failed record; ``values`` (LLMOPS_DLQ_VALUES) says what it keeps
+    of the record's value (and whether its key is redacted). The message is always redacted:
+    a validation error quotes its input."""
+    kept, form = protected(value or b"", values)
+    text_key = None if key is None else key.decode("utf-8", "replace")
+    if text_key is not None and values != "raw":
+        text_key = _redactor().redact(text_key)[0]
     return DeadLetter(
         topic=topic,
         partition=partition,
         offset=offset,
-        key=None if key is None else key.decode("utf-8", "replace"),
-        value_b64=base64.b64encode(value or b"").decode(),
+        key=text_key,
+        value_b64=base64.b64encode(kept).decode(),
+        value_form=form,
         stage=stage,
         error_type=error_type,
-        error_message=error_message[:4000],
+        error_message=_redactor().redact(error_message[:4000])[0],
     )
 
 

@@ -116,6 +116,23 @@ def test_a_prompt_that_ignores_the_context_fails_the_gate(setup: dict[str, Any])
     assert any("expected_docs_cited 0.00" in p for p in regressions)
 
 
+@pytest.mark.parametrize(
+    ("candidate", "baseline"),
+    [("rag/v3", "rag/v1"), ("rag/v1", "rag/v3")],
+    ids=["baseline", "candidate"],
+)
+def test_a_prompt_that_cannot_answer_is_an_error_of_the_gate_not_a_pass(
+    setup: dict[str, Any], candidate: str, baseline: str
+) -> None:
+    # rag/v1 is written for chat models; the default model is a completion one: every case
+    # fails with that prompt, and nothing can be compared (it used to print "gate: PASSED")
+    code, output, result = gate(setup, "--prompt", candidate, "--baseline", baseline)
+    assert code == 2, output
+    assert "gate: ERROR" in output and "PASSED" not in output and result["passed"] is False
+    assert len(result["errors"]) == len(CASES), result["errors"]
+    assert all("could not run with rag/v1" in e for e in result["errors"])
+
+
 def test_a_duplicate_or_a_case_that_cannot_run_fails_the_gate(setup: dict[str, Any]) -> None:
     lines = setup["cases"].read_text().splitlines()
     dup = setup["tmp"] / "dup.jsonl"
@@ -126,9 +143,10 @@ def test_a_duplicate_or_a_case_that_cannot_run_fails_the_gate(setup: dict[str, A
     huge = EvalCase(tenant="acme", case_id="huge", question="why? " * 1000)
     broken.write_text("\n".join([*lines, huge.model_dump_json()]) + "\n")
     code, output, result = gate(setup, "--prompt", "rag/v3", cases=broken)
-    assert code == 1 and any(
-        "acme/huge: missing (QuestionTooLong" in p for p in result["problems"]
-    ), output
+    assert code == 2 and "gate: ERROR" in output, output
+    assert any(
+        "acme/huge could not run with rag/v3: QuestionTooLong" in e for e in result["errors"]
+    )
     bad = setup["tmp"] / "bad.jsonl"
     bad.write_text('{"tenant": "acme"}\n')
     res = CliRunner().invoke(

@@ -27,9 +27,10 @@ from shared.topics import (
     INFERENCE_COMPLETED,
 )
 from shared.upstream import publish_feedback
-from tests.kafka_helpers import wait_for
+from tests.kafka_helpers import choke, signed, wait_for
 
 FAST = {"FEEDBACK_JOIN_WAIT_S": "4", "FEEDBACK_SWEEP_INTERVAL_S": "0.5"}
+CHOKE = "a question the join chokes on"
 
 
 def trace(trace_id: str, tenant: str = "acme", **kw: Any) -> InferenceTrace:
@@ -99,8 +100,31 @@ def test_feedback_joins_its_trace_in_either_order_and_dead_letters_the_rest(
     kafka_bootstrap: str, topic_prefix: str, start_service: Any
 ) -> None:
     b, p = kafka_bootstrap, topic_prefix
-    svc = start_service("feedback", **FAST)
-    after, before, never, retrieve = "a" * 32, "b" * 32, "c" * 32, "d" * 32
+    svc = start_service("feedback", **FAST, **choke({"services.feedback.logic:on_trace": CHOKE}))
+    after, before, never, retrieve = (signed(c * 32) for c in "abcd")
+    # Records the join must refuse, ahead of everything else: a trace that claims acme's
+    # trace id for tenant beta (it used to take over acme's state and move its case), one
+    # whose id starts with "-" (valid for traces, once refused by EvalCase: the join stopped)
+    # with a thumbs-down on it, and a trace the join's own logic chokes on (planted).
+    forged, dashed, choking = trace(after, tenant="beta"), "-" + signed("e" * 32)[1:], signed("f")
+    send_traces(b, p, [forged, trace(dashed), trace(choking, question=CHOKE)])
+    publish_feedback(
+        [
+            thumbs(dashed, False),
+            FeedbackEvent(
+                trace_id=after,
+                tenant="acme",
+                author="k1/jane@example.com",
+                value={"type": "thumbs", "thumbs": "up"},
+            ),
+        ],
+        b,
+        p,
+    )
+    # ten ordinary traces and their feedback behind the refused ones: every one joins
+    more = [signed(f"9{i:031x}") for i in range(10)]
+    send_traces(b, p, [trace(t) for t in more])
+    publish_feedback([thumbs(t, True) for t in more], b, p)
     send_traces(b, p, [trace(after), trace(retrieve, endpoint="retrieve", answer="")])
     first_up = thumbs(after, True)
     publish_feedback(
@@ -127,12 +151,12 @@ def test_feedback_joins_its_trace_in_either_order_and_dead_letters_the_rest(
 
     def joined() -> dict[str, EvalResult] | None:
         got = latest_results(b, p)
-        ok = all(got.get(t) and got[t].feedback for t in (after, before, retrieve))
+        ok = all(got.get(t) and got[t].feedback for t in (after, before, retrieve, *more))
         return got if ok else None
 
     results = wait_for(joined)
     assert results, svc.log()[-3000:]
-    assert set(results) == {after, before, retrieve}
+    assert set(results) == {after, before, retrieve, *more}
     assert [f.feedback_id for f in results[after].feedback] == [first_up.event_id]
     assert results[before].feedback[0].value.thumbs == "down"  # type: ignore[union-attr]
     assert results[before].feedback[0].comment == "wrong office"
@@ -144,20 +168,34 @@ def test_feedback_joins_its_trace_in_either_order_and_dead_letters_the_rest(
     assert "retrieve trace" in (results[retrieve].metrics["support_mean"].missing or "")
 
     letters = wait_for(
-        lambda: got if len(got := list(read_to_end(b, FEEDBACK_DLQ.name(p)))) >= 2 else None,
+        lambda: got if len(got := list(read_to_end(b, FEEDBACK_DLQ.name(p)))) >= 7 else None,
         timeout_s=30,
     )
     assert letters, "no dead letters"
-    by_type = {
-        DeadLetter.from_bytes(r.value).error_type: DeadLetter.from_bytes(r.value) for r in letters
-    }
-    assert set(by_type) == {"TraceNotFound", "TenantMismatch"}
-    assert by_type["TraceNotFound"].key == never
-    assert (
-        by_type["TenantMismatch"].key == after
-        and "globex" in by_type["TenantMismatch"].error_message
+    by_type: dict[str, list[DeadLetter]] = {}
+    for r in letters:
+        dl = DeadLetter.from_bytes(r.value)
+        by_type.setdefault(dl.error_type, []).append(dl)
+    assert {k: len(v) for k, v in by_type.items()} == {
+        "TraceNotFound": 2,  # never, and the thumbs-down on the refused "-" trace
+        "TenantMismatch": 1,
+        "ForgedTraceId": 2,
+        "PersonalIdentifier": 1,
+        "PlantedFailure": 1,
+    }, [(dl.error_type, dl.error_message) for v in by_type.values() for dl in v]
+    assert {dl.key for dl in by_type["TraceNotFound"]} == {never, dashed}
+    (mismatch,) = by_type["TenantMismatch"]
+    assert mismatch.key == after and "globex" in mismatch.error_message
+    assert {dl.key for dl in by_type["ForgedTraceId"]} == {after, dashed}
+    assert "jane@example.com" not in by_type["PersonalIdentifier"][0].model_dump_json()
+    assert by_type["PlantedFailure"][0].key == choking
+    # the forged trace changed nothing of acme's: its tenant and its case stay acme's
+    assert results[after].tenant == "acme"
+    assert all(
+        EvalResult.from_bytes(r.value).tenant == "acme"
+        for r in read_to_end(b, EVAL_RESULTS.name(p))
+        if EvalResult.from_bytes(r.value).trace_id == after
     )
-    assert len(letters) == 2
 
     # a thumbs-down became a case to review; a changed value replaces it and keeps history
     cases = {
@@ -189,7 +227,7 @@ def test_a_killed_service_loses_no_join_and_counts_none_twice(
     kafka_bootstrap: str, topic_prefix: str, start_service: Any
 ) -> None:
     b, p = kafka_bootstrap, topic_prefix
-    ids = [f"{i:032x}" for i in range(300)]
+    ids = [signed(f"{i:032x}") for i in range(300)]
     feedback = {t: thumbs(t, i % 3 != 0) for i, t in enumerate(ids)}
     svc = start_service("feedback")
     half = len(ids) // 2
@@ -220,7 +258,7 @@ def test_waiting_feedback_survives_a_restart_in_the_table(
     kafka_bootstrap: str, topic_prefix: str, start_service: Any
 ) -> None:
     b, p = kafka_bootstrap, topic_prefix
-    ids = [f"{i:032x}" for i in range(40)]
+    ids = [signed(f"{i:032x}") for i in range(40)]
     feedback = {t: thumbs(t, True) for t in ids}
     first = start_service("feedback")
     publish_feedback([feedback[t] for t in ids], b, p)  # all wait: no trace yet

@@ -145,6 +145,25 @@ def test_retrieval_keeps_tenants_and_acls_apart(store: VectorStore) -> None:
     assert seen == {"beta-salaries"}
 
 
+def test_a_batch_naming_another_tenants_chunk_id_cannot_touch_it(store: VectorStore) -> None:
+    idx = Indexer(store, get_embedder(), batch_size=16)
+    victim = doc(1, "The beta vault code rotates every Monday.", "vault", tenant="beta")
+    idx.index([victim])
+    stolen = victim.chunks[0].chunk_id
+    # acme's batch claims beta's point id for its own chunk; then acme deletes its document
+    forged = doc(1, "Overwritten by acme.", "intruder")
+    forged = forged.model_copy(
+        update={"chunks": [forged.chunks[0].model_copy(update={"chunk_id": stolen})]}
+    )
+    idx.index([forged])
+    idx.index([doc(2, "", "intruder", op=Op.DELETE)])
+    pts = points_of(store)
+    assert pts[stolen]["tenant"] == "beta" and pts[stolen]["text"] == victim.chunks[0].text
+    hits = retrieve(store, "vault code", "beta", [])
+    assert [h.doc_id for h in hits] == ["vault"]
+    assert not [p for p in pts.values() if p["doc_id"] == "intruder"]
+
+
 def test_index_stats_cli(tmp_path: Path) -> None:
     import os
     import subprocess

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -20,6 +21,8 @@ from faust.types.tuples import ConsumerMessage
 
 from shared.delivery import Deliveries, is_permanent
 from shared.events import DeadLetter
+from shared.faust_app import handle_isolating
+from shared.kafka.dlq import dead_letter
 
 
 @dataclass
@@ -113,7 +116,7 @@ async def test_an_output_the_broker_refuses_dead_letters_its_input(parts: Any) -
     letter = DeadLetter.from_bytes(letter_rec[1])
     assert (letter.topic, letter.offset, letter.stage) == ("src", 3, "svc.deliver")
     assert letter.error_type == "MessageSizeTooLargeError" and errors == [letter.error_type]
-    assert base64.b64decode(letter.value_b64) == b"the input"
+    assert base64.b64decode(letter.value_b64) == b"the input"  # nothing personal in it
     letter_rec[2].set_result("meta")
     await settle()
     assert consumer.acked == [3]
@@ -183,3 +186,58 @@ def test_only_refusals_of_the_record_itself_are_permanent() -> None:
     assert is_permanent(MessageSizeTooLargeError())
     assert not is_permanent(KafkaTimeoutError())
     assert not is_permanent(ConnectionError())
+
+
+@in_loop
+async def test_one_record_a_batch_handler_chokes_on_is_dead_lettered_alone(parts: Any) -> None:
+    consumer, out, dlq, errors, deliveries = parts
+    events = [event(consumer, i, f"record {i}".encode()) for i in range(5)]
+    handled: list[list[int]] = []
+
+    async def handler(batch: list[Any]) -> None:
+        handled.append([ev.message.offset for ev in batch])
+        if any(ev.message.offset == 2 for ev in batch):
+            raise ValueError("the logic chokes on record 2")
+        for ev in batch:
+            await deliveries.send(ev, out, b"k", ev.message.value)
+
+    await handle_isolating(events, handler, deliveries, "svc")
+    assert handled == [[0, 1, 2, 3, 4], [0], [1], [2], [3], [4]]
+    (letter_rec,) = dlq.sent
+    letter = DeadLetter.from_bytes(letter_rec[1])
+    assert (letter.offset, letter.stage, letter.error_type) == (2, "svc", "ValueError")
+    assert sorted(v for _, v, _ in out.sent) == [f"record {i}".encode() for i in (0, 1, 3, 4)]
+    for ev in events:
+        stream_acks(ev)
+    for *_, fut in [*out.sent, *dlq.sent]:
+        fut.set_result("meta")
+    await settle()
+    assert sorted(consumer.acked) == [0, 1, 2, 3, 4], "every record went somewhere"
+
+
+def test_a_letter_keeps_its_value_redacted_by_default_and_its_message_always() -> None:
+    value = b'{"doc_id": "d", "content": "write to jane.doe@example.com"}'
+    kw: dict[str, Any] = dict(
+        topic="t",
+        partition=0,
+        offset=1,
+        key=b"acme/jane.doe@example.com",
+        value=value,
+        stage="s",
+        error_type="E",
+        error_message="input_value='jane.doe@example.com' is not valid",
+    )
+    letter = dead_letter(**kw)
+    assert letter.value_form == "redacted"
+    assert base64.b64decode(letter.value_b64) == value.replace(b"jane.doe@example.com", b"[EMAIL]")
+    assert "jane.doe" not in letter.model_dump_json()
+    raw = dead_letter(**kw, values="raw")
+    assert raw.value_form == "raw" and base64.b64decode(raw.value_b64) == value
+    assert "jane.doe" not in raw.error_message, "a message is redacted whatever the setting"
+    binary = dead_letter(**{**kw, "value": b"\xff\xfe"})
+    assert (binary.value_form, binary.value_b64) == ("omitted", "")
+    # a version 1 letter (raw values, no value_form) still reads
+    v1 = json.loads(raw.to_bytes())
+    v1.pop("value_form")
+    v1["schema_version"] = 1
+    assert DeadLetter.model_validate(v1).value_form == "raw"

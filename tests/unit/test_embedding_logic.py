@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from services.embedding.logic import StoredPoint, collapse, index_hash, plan_document
+from services.embedding.logic import (
+    StoredPoint,
+    collapse,
+    index_hash,
+    plan_document,
+    with_point_ids,
+)
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.events import ChunkBatch, DocumentEvent, Op
+from shared.events import ChunkBatch, DocumentEvent, Op, chunk_id
 
 ING = Ingestor.from_settings(IngestionSettings(chunk_tokens=32, chunk_overlap=0))
 M = "all-MiniLM-L6-v2"
@@ -118,3 +124,15 @@ def test_a_point_keeps_only_the_metadata_a_filter_can_match() -> None:
         "tags": ["a", "b"],
         "ids": [1, 2],
     }
+
+
+def test_point_ids_come_from_tenant_doc_and_index_never_from_the_record() -> None:
+    b = batch(1, TEXT)
+    victim = chunk_id("beta", "vault", 0)  # another tenant's point
+    forged = b.model_copy(
+        update={"chunks": [b.chunks[0].model_copy(update={"chunk_id": victim}), *b.chunks[1:]]}
+    )
+    fixed = with_point_ids(forged)
+    assert [c.chunk_id for c in fixed.chunks] == [chunk_id("acme", "d", c.index) for c in b.chunks]
+    assert victim not in {c.chunk_id for c in fixed.chunks}
+    assert with_point_ids(b) is b, "an honest batch is taken as it is"

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
+from services.feedback.evaluate import CaseRun, Gate, judge
 from services.feedback.logic import (
+    Refused,
     State,
     Waiting,
     case_of,
@@ -22,6 +24,7 @@ from services.feedback.logic import (
     on_trace,
     result_of,
     sampled,
+    verify,
 )
 from services.feedback.scores import (
     Answered,
@@ -37,7 +40,9 @@ from services.feedback.scores import (
     without_citations,
 )
 from services.feedback.stats import auroc, auroc_interval, wilson
-from shared.events import FeedbackEvent, InferenceTrace, Metric, RetrievedChunk
+from shared.events import EvalCase, FeedbackEvent, InferenceTrace, Metric, RetrievedChunk
+from shared.redact import DETECTORS, Redactor
+from shared.trace_ids import TraceIds
 from tests.eval_results import eval_result
 
 # ---- metrics -------------------------------------------------------------------------------
@@ -382,3 +387,44 @@ def test_compare_waits_for_enough_data_then_names_the_preferred_version() -> Non
         compare(close, "rag", min_n=30)[1] == "no difference yet: the thumbs-up intervals overlap"
     )
     assert compare(many, "other")[0] == []
+
+
+def test_a_trace_id_belongs_to_its_first_tenant_for_good() -> None:
+    first = on_trace(None, a_trace(), 1, SCORED, now=10)
+    assert first.state is not None
+    # a second trace with the same id but another tenant (forged, or from a bug) is refused:
+    # it used to replace the state, and the next result carried the other tenant
+    again = on_trace(first.state, a_trace(tenant="beta", event_id="other"), 1, SCORED, now=11)
+    assert again.refused is not None and again.refused.code == "TenantMismatch"
+    assert again.state is first.state and again.state.trace is not None
+    assert again.state.trace.tenant == "acme"
+
+
+def test_a_trace_whose_id_was_not_issued_to_its_tenant_is_refused() -> None:
+    ids = TraceIds(b"secret")
+    finds = Redactor.named(DETECTORS).finds
+    good = a_trace(trace_id=ids.new("acme"))
+    verify(good, ids.issued_to, finds)
+    for forged in (
+        a_trace(trace_id=good.trace_id, tenant="beta"),  # another tenant claims acme's id
+        a_trace(trace_id="-" + good.trace_id[1:]),  # edited, or made up
+        a_trace(trace_id=TraceIds(b"other secret").new("acme")),
+    ):
+        with pytest.raises(Refused) as info:
+            verify(forged, ids.issued_to, finds)
+        assert info.value.code == "ForgedTraceId"
+    verify(fb(True, author="k/u-123"), ids.issued_to, finds)
+    with pytest.raises(Refused) as info:
+        verify(fb(True, author="k/jane.doe@example.com"), ids.issued_to, finds)
+    assert info.value.code == "PersonalIdentifier" and "jane" not in str(info.value)
+
+
+def test_a_prompt_that_could_not_answer_a_case_is_an_error_of_the_gate() -> None:
+    cases = [EvalCase(tenant="acme", case_id=c, question="q?") for c in ("a", "b")]
+    ok = {c.key: CaseRun(c.case_id, "[1] A.", [], {}) for c in cases}
+    failed = {c.key: CaseRun(c.case_id, error="HTTP 422: written for chat models") for c in cases}
+    for runs in ({"cand": ok, "base": failed}, {"cand": failed, "base": ok}):
+        report = judge(cases, runs, "cand", "base", Gate(), [])
+        assert not report.passed and report.exit_code == 2
+        assert len(report.errors) == 2 and "written for chat models" in report.errors[0]
+    assert judge(cases, {"cand": ok, "base": ok}, "cand", "base", Gate(), []).exit_code in (0, 1)

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.events import ContentType, DocumentEvent, Op
+from shared.events import TRACE_ID_PATTERN, ChunkBatch, ContentType, DocumentEvent, EvalCase, Op
 from shared.schemas import export_schemas
 from shared.topics import DOCS_CHUNKS, TOPICS
 from shared.upstream import InputError, delete_event, events_from_paths
@@ -125,3 +127,42 @@ def test_feedback_takes_one_typed_value_within_its_declared_range_or_set(
         value={"type": "label", "label": "a", "allowed": ["a"]},
     )
     assert FeedbackEvent.from_bytes(ok.to_bytes()) == ok and ok.down is None
+
+
+@given(st.from_regex(TRACE_ID_PATTERN, fullmatch=True))
+def test_every_trace_id_is_a_valid_case_id(trace_id: str) -> None:
+    # a case from feedback takes its trace's id: a trace id that EvalCase refused (one that
+    # starts with "-") made the feedback service build an invalid case and stop
+    case = EvalCase(tenant="acme", case_id=trace_id, question="q", source_trace_id=trace_id)
+    assert case.case_id == trace_id
+
+
+def test_versions_are_64_bit_and_batches_name_valid_groups_and_ordered_chunks() -> None:
+    DocumentEvent(tenant="a", doc_id="d", version=2**63 - 1)
+    for too_big in (2**63, 10**30):
+        with pytest.raises(ValidationError, match="version"):
+            DocumentEvent(tenant="a", doc_id="d", version=too_big)
+    good = {
+        "op": "upsert",
+        "tenant": "a",
+        "doc_id": "d",
+        "version": 1,
+        "source_event_id": "e",
+        "source_event_time": "2026-01-01T00:00:00Z",
+    }
+    ChunkBatch.model_validate({**good, "acl": ["eng"]})
+    for bad in (["*"], ["../x"]):
+        with pytest.raises(ValidationError, match="invalid group name"):
+            ChunkBatch.model_validate({**good, "acl": bad})
+    chunk = {
+        "chunk_id": "x",
+        "text": "t",
+        "content_hash": "h",
+        "token_count": 1,
+        "char_start": 0,
+        "char_end": 1,
+    }
+    with pytest.raises(ValidationError, match="chunk indexes"):
+        ChunkBatch.model_validate(
+            {**good, "chunks": [{**chunk, "index": 0}, {**chunk, "index": 0}]}
+        )
