@@ -2,16 +2,20 @@
 
 Patterns find candidates; checksums (Luhn for cards, ISO 7064 mod 97 for IBANs, python-stdnum)
 and address parsing (ipaddress) confirm them, so ordinary numbers, dates and version strings
-are left alone.
+are left alone. Detection runs on a compatibility-folded view of the text (NFKC, one
+character for one, so full-width digits and letters read as ASCII) and replaces the same
+spans of the text itself.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from stdnum import iban as _iban
 from stdnum import luhn as _luhn
@@ -47,20 +51,44 @@ def _iban_ok(m: re.Match[str]) -> bool:
 _VERSION_BEFORE = re.compile(r"(?:\bv|version\s*|release\s*)$", re.IGNORECASE)
 
 
-def _ip(m: re.Match[str]) -> bool:
-    candidate = m.group()
-    before = m.string[max(0, m.start() - 10) : m.start()]
-    if _VERSION_BEFORE.search(before):
-        return False  # "v10.2.0.1", "version 1.2.3.4"
-    try:
-        address = ipaddress.ip_address(candidate)
-    except ValueError:
-        return False
-    if address.version == 4:
-        # a netmask (255.255.255.0) says nothing about anyone
-        return not (address.packed != b"\0\0\0\0" and _is_netmask(int(address)))
-    # hex words joined by colons ("dead::beef", "cafe:babe::") are not worth a redaction
-    return any(c.isdigit() for c in candidate)
+# Addresses that identify nobody: documentation ranges (RFC 5737, RFC 3849) beside what
+# ipaddress knows as loopback, unspecified, multicast and link-local.
+_DOCUMENTATION = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+
+
+def identifies_nobody(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, unspecified, multicast, link-local, documentation addresses, a netmask."""
+    if (
+        address.is_loopback
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_link_local
+        or any(address in n for n in _DOCUMENTATION if n.version == address.version)
+    ):
+        return True
+    # a netmask (255.255.255.0) says nothing about anyone
+    return address.version == 4 and _is_netmask(int(address))
+
+
+def _ip_checker(private: bool) -> Callable[[re.Match[str]], bool]:
+    def confirm(m: re.Match[str]) -> bool:
+        candidate = m.group()
+        before = m.string[max(0, m.start() - 10) : m.start()]
+        if _VERSION_BEFORE.search(before):
+            return False  # "v10.2.0.1", "version 1.2.3.4"
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            return False
+        if identifies_nobody(address) or (address.is_private and not private):
+            return False
+        # hex words joined by colons ("dead::beef", "cafe:babe::") are not worth a redaction
+        return address.version == 4 or any(c.isdigit() for c in candidate)
+
+    return confirm
 
 
 def _is_netmask(n: int) -> bool:
@@ -83,6 +111,9 @@ def _ssn(m: re.Match[str]) -> bool:
 
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# hyphen and the Unicode dashes (a card number's groups may be joined by them, or by spaces
+# or dots)
+_DASHES = "\\-\u2010-\u2015\u2212"
 
 DETECTORS: dict[str, Detector] = {
     d.name: d
@@ -97,7 +128,14 @@ DETECTORS: dict[str, Detector] = {
             re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", re.I),
             _iban_ok,
         ),
-        Detector("card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card),
+        # grouped by spaces, hyphens, dots or dashes: 4111.1111.1111.1111, 4111–1111–...
+        Detector(
+            "card",
+            re.compile(
+                rf"(?<![\d{_DASHES}])(?<!\d\.)\d(?:[ .{_DASHES}]?\d){{12,18}}(?![\d{_DASHES}]|\.\d)"
+            ),
+            _card,
+        ),
         Detector(
             "ssn",
             re.compile(
@@ -111,7 +149,7 @@ DETECTORS: dict[str, Detector] = {
                 rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)"
                 r"|(?<![\w:.])(?=[0-9A-Fa-f:]*::?)[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])"
             ),
-            _ip,
+            _ip_checker(private=True),
         ),
         Detector(
             "phone",
@@ -128,6 +166,24 @@ DETECTORS: dict[str, Detector] = {
 }
 
 
+@lru_cache(maxsize=4096)
+def _fold_char(c: str) -> str:
+    folded = unicodedata.normalize("NFKC", c)
+    return folded if len(folded) == 1 else c
+
+
+def folded(text: str) -> str:
+    """``text`` with each character that NFKC maps to one character mapped (full-width
+    digits and letters, other scripts' digits, no-break spaces): the same length, so a span
+    found in it is the same span of ``text``."""
+    if text.isascii():
+        return text
+    return "".join(
+        c if c.isascii() else (str(unicodedata.decimal(c)) if c.isdecimal() else _fold_char(c))
+        for c in text
+    )
+
+
 @dataclass(frozen=True)
 class Redactor:
     """Applies a chosen set of detectors, in a fixed order."""
@@ -135,25 +191,92 @@ class Redactor:
     detectors: tuple[Detector, ...]
 
     @classmethod
-    def named(cls, names: Iterable[str]) -> Redactor:
-        """Redactor for detector names; raises ValueError naming any unknown one."""
+    def named(cls, names: Iterable[str], private_ips: bool = True) -> Redactor:
+        """Redactor for detector names; raises ValueError naming any unknown one.
+        ``private_ips``: whether private-range addresses (10/8, 192.168/16...) count as
+        personal data (loopback, documentation and the like never do)."""
         wanted = set(names)
         unknown = wanted - DETECTORS.keys()
         if unknown:
             raise ValueError(f"unknown detectors {sorted(unknown)}; known: {sorted(DETECTORS)}")
+        chosen = [d for name, d in DETECTORS.items() if name in wanted]
+        if not private_ips:
+            chosen = [
+                replace(d, confirm=_ip_checker(private=False)) if d.name == "ip" else d
+                for d in chosen
+            ]
         # Order matters: an e-mail's digits must not be taken for a phone number first.
-        return cls(tuple(d for name, d in DETECTORS.items() if name in wanted))
+        return cls(tuple(chosen))
+
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """Where personal data is in ``text``: (start, end, detector), in order."""
+        view = folded(text)
+        found: list[tuple[int, int, str]] = []
+        for det in self.detectors:
+            masked = view
+            for start, end, _ in found:  # what one detector took, the next cannot take again
+                masked = masked[:start] + "\0" * (end - start) + masked[end:]
+            found += [
+                (m.start(), m.end(), det.name)
+                for m in det.pattern.finditer(masked)
+                if det.confirm(m)
+            ]
+        return sorted(found)
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         """Text with personal data replaced, and how many of each kind were found."""
         counts: Counter[str] = Counter()
-        for det in self.detectors:
+        parts: list[str] = []
+        at = 0
+        placeholder = {d.name: d.placeholder for d in self.detectors}
+        for start, end, name in self.spans(text):
+            parts += [text[at:start], placeholder[name]]
+            counts[name] += 1
+            at = end
+        parts.append(text[at:])
+        return "".join(parts), dict(counts)
 
-            def sub(m: re.Match[str], det: Detector = det) -> str:
-                if det.confirm(m):
-                    counts[det.name] += 1
-                    return det.placeholder
-                return m.group()
+    def finds(self, text: str) -> list[str]:
+        """The kinds of personal data in ``text`` (empty: none)."""
+        return sorted({name for _, _, name in self.spans(text)})
 
-            text = det.pattern.sub(sub, text)
-        return text, dict(counts)
+
+# The longest personal datum that holds a space (an IBAN printed in groups, a spaced card or
+# phone number), with room: a stream holds back at least this much before letting text go.
+HOLD_BACK_CHARS = 48
+
+
+@dataclass
+class StreamRedactor:
+    """Redacts text that arrives in pieces (an answer as it is generated), letting each part
+    go as soon as no detector could still match across it.
+
+    Text is let go up to a whitespace at least HOLD_BACK_CHARS before the end of what has
+    arrived, and never inside a match: a datum without spaces (an e-mail address) cannot
+    straddle a whitespace, and one with spaces is shorter than the hold-back, so it is whole
+    before the text around it goes. ``close`` lets the rest go.
+    """
+
+    redactor: Redactor
+    pending: str = ""
+
+    def feed(self, piece: str) -> str:
+        """What can be let go now, redacted (often empty)."""
+        self.pending += piece
+        limit = len(self.pending) - HOLD_BACK_CHARS
+        if limit <= 0:  # (a negative end would count from the end)
+            return ""
+        cut = max(self.pending.rfind(" ", 0, limit), self.pending.rfind("\n", 0, limit))
+        if cut <= 0:
+            return ""
+        for start, end, _ in self.redactor.spans(self.pending):
+            if start <= cut < end:  # inside a match: let go only what is before it
+                cut = start
+                break
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return self.redactor.redact(out)[0]
+
+    def close(self) -> str:
+        """The rest, redacted."""
+        out, self.pending = self.pending, ""
+        return self.redactor.redact(out)[0]

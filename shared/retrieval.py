@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.embedder import Embedder, get_embedder
+from shared.events import INT64_MAX, INT64_MIN
 from shared.model_files import DEFAULT_MODEL
 from shared.vector_store import (
     DEFAULT_FUSION,
@@ -30,8 +31,10 @@ FILTERABLE_LIST_ITEMS = 64
 
 
 def _filterable_value(value: Any) -> bool:
-    if isinstance(value, bool | int):
+    if isinstance(value, bool):
         return True
+    if isinstance(value, int):  # the store keeps 64-bit integers; a larger one stays off
+        return INT64_MIN <= value <= INT64_MAX
     if isinstance(value, str):
         return len(value) <= FILTERABLE_STR_CHARS
     if isinstance(value, list):

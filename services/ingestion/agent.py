@@ -72,7 +72,9 @@ def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
     def on_dead_letter(error_type: str) -> None:
         stats[f"dlq.{error_type}"] += 1
 
-    out = Deliveries(dlq, "ingestion", max_bytes, on_dead_letter)
+    out = Deliveries(
+        dlq, "ingestion", max_bytes, on_dead_letter, letter_values=settings.platform.dlq_values
+    )
 
     async def handle(event: EventT[Any]) -> None:
         msg = event.message

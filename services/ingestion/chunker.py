@@ -10,6 +10,7 @@ so the chunks together cover the whole text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokenizers import Tokenizer
@@ -31,8 +32,15 @@ def _count(tokenizer: Tokenizer, text: str) -> int:
     return len(tokenizer.encode(text, add_special_tokens=True).ids)
 
 
-def chunk_text(text: str, tokenizer: Tokenizer, max_tokens: int, overlap: int) -> list[Span]:
-    """Split ``text`` into ordered, overlapping spans of at most ``max_tokens`` tokens each."""
+def chunk_text(
+    text: str,
+    tokenizer: Tokenizer,
+    max_tokens: int,
+    overlap: int,
+    deadline: Callable[[], None] | None = None,
+) -> list[Span]:
+    """Split ``text`` into ordered, overlapping spans of at most ``max_tokens`` tokens each.
+    ``deadline`` is called once per chunk and may raise to stop."""
     specials = tokenizer.num_special_tokens_to_add(False)
     budget = max_tokens - specials
     if budget < 1:
@@ -84,6 +92,8 @@ def chunk_text(text: str, tokenizer: Tokenizer, max_tokens: int, overlap: int) -
     spans: list[Span] = []
     s = 0
     while True:
+        if deadline is not None:
+            deadline()
         e = n if n - s <= budget else best_end(s)
         start = char_start(s)
         piece = text[start : char_end(e)]

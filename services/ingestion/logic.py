@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,15 @@ from services.ingestion.headings import Headings, headings
 from services.ingestion.normalize import normalize
 from services.ingestion.settings import IngestionSettings
 from services.ingestion.validate import IngestError, parse_event
-from shared.events import Chunk, ChunkBatch, ContentType, DocumentEvent, Op
+from shared.events import (
+    CHUNK_NAMESPACE,
+    Chunk,
+    ChunkBatch,
+    ContentType,
+    DocumentEvent,
+    Op,
+    chunk_id,
+)
 from shared.model_files import load_tokenizer, max_seq_length
 from shared.redact import Redactor
 from shared.retrieval import indexed_text
@@ -29,18 +39,31 @@ TEXT_GROWTH = 4
 # The most tokens a chunk's context (title and heading path) takes from its budget; a longer
 # context still goes in front of the chunk, and the model cuts the chunk's end.
 MAX_CONTEXT_TOKENS = 48
-# Fixed namespace: chunk ids must be the same on every machine and every run.
-CHUNK_NAMESPACE = uuid.UUID("6f1c7f5e-3b9a-4c1e-9a57-2d0c4b8e9d11")
-
-
-def chunk_id(tenant: str, doc_id: str, index: int) -> str:
-    """Deterministic chunk id (a UUID, as Qdrant point ids must be)."""
-    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{tenant}/{doc_id}#{index}"))
 
 
 def content_hash(text: str) -> str:
     """SHA-256 of a chunk's text."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Deadline:
+    """The time one document may take (INGESTION_PROCESSING_TIMEOUT_S). Called between the
+    steps of its processing and inside the long ones; past its time it raises, and the
+    document is dead-lettered (ProcessingTimeout) so the documents behind it go on."""
+
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.until = self.clock() + self.seconds
+
+    def __call__(self) -> None:
+        if self.clock() > self.until:
+            raise IngestError(
+                "ProcessingTimeout",
+                f"processing took over {self.seconds:g} s (INGESTION_PROCESSING_TIMEOUT_S)",
+            )
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,10 @@ class Ingestor:
     max_metadata_bytes: int
     max_metadata_depth: int
     allow_personal_ids: bool
+    max_version_ahead_s: float = 3600.0
+    processing_timeout_s: float = 30.0
+    clock_ns: Callable[[], int] = time.time_ns
+    clock: Callable[[], float] = time.monotonic
 
     @classmethod
     def from_settings(cls, s: IngestionSettings) -> Ingestor:
@@ -72,13 +99,15 @@ class Ingestor:
         return cls(
             tokenizer=load_tokenizer(s.tokenizer_model),
             tokenizer_name=s.tokenizer_model,
-            redactor=Redactor.named(s.redact),
+            redactor=Redactor.named(s.redact, private_ips=s.redact_private_ips),
             max_event_bytes=s.max_event_bytes,
             chunk_tokens=min(s.chunk_tokens, limit),
             chunk_overlap=s.chunk_overlap,
             max_metadata_bytes=s.max_metadata_bytes,
             max_metadata_depth=s.max_metadata_depth,
             allow_personal_ids=s.allow_personal_ids,
+            max_version_ahead_s=s.max_version_ahead_s,
+            processing_timeout_s=s.processing_timeout_s,
         )
 
     def max_batch_bytes(self) -> int:
@@ -106,26 +135,48 @@ class Ingestor:
             max_metadata_bytes=self.max_metadata_bytes,
             max_metadata_depth=self.max_metadata_depth,
         )
+        bound = self.clock_ns() + int(self.max_version_ahead_s * 1e9)
+        if event.version > bound:
+            raise IngestError(
+                "VersionOutOfRange",
+                f"version {event.version} is ahead of the current time in nanoseconds by more "
+                f"than {self.max_version_ahead_s:g} s (INGESTION_MAX_VERSION_AHEAD_S): no later "
+                "update of the document could ever be newer",
+            )
         if not self.allow_personal_ids:
-            _, found = self.redactor.redact(event.doc_id)
+            self._no_personal_ids(event)
+        return event
+
+    def _no_personal_ids(self, event: DocumentEvent) -> None:
+        """Ids are cited in answers, kept in traces and matched by filters: personal data in
+        them cannot be redacted away, so such an event is refused."""
+        names = [("doc_id", event.doc_id)]
+        names += [("an acl group", g) for g in event.acl]
+        names += [("a metadata key", k) for k in _keys(event.metadata)]
+        for where, name in names:
+            found = self.redactor.finds(name)
             if found:
                 raise IngestError(
                     "PersonalIdentifier",
-                    f"doc_id holds personal data ({', '.join(sorted(found))}); ids are cited "
-                    "in answers and traces and cannot be redacted: use an opaque id, or set "
-                    "INGESTION_ALLOW_PERSONAL_IDS",
+                    f"{where} holds personal data ({', '.join(found)}); ids, group names and "
+                    "metadata keys are cited, filtered on and kept in traces, and cannot be "
+                    "redacted: use opaque ones, or set INGESTION_ALLOW_PERSONAL_IDS",
                 )
-        return event
 
-    def to_batch(self, event: DocumentEvent) -> ChunkBatch:
-        """The ChunkBatch for a valid event (raises IngestError for an empty upsert)."""
+    def to_batch(self, event: DocumentEvent, deadline: Deadline | None = None) -> ChunkBatch:
+        """The ChunkBatch for a valid event (raises IngestError for an empty upsert, or
+        ProcessingTimeout once ``deadline`` has passed)."""
+        deadline = deadline or Deadline(self.processing_timeout_s, self.clock)
         chunks: list[Chunk] = []
         redactions: Counter[str] = Counter()
         # Every free-text field is stored (docs.chunks is compacted, kept forever) and
         # published: redact them all, as the content.
         title = self._redacted(event.title, redactions)
         if event.op is Op.UPSERT:
-            text = self._redacted(normalize(event.content, event.content_type), redactions)
+            text = normalize(event.content, event.content_type, deadline)
+            deadline()
+            text = self._redacted(text, redactions)
+            deadline()
             if not text:
                 raise IngestError("EmptyContent", "upsert has no text after normalisation")
             marks = (
@@ -134,7 +185,8 @@ class Ingestor:
                 else Headings([], [])
             )
             budget = self.chunk_tokens - self._context_tokens(title, marks)
-            for i, span in enumerate(chunk_text(text, self.tokenizer, budget, self.chunk_overlap)):
+            spans = chunk_text(text, self.tokenizer, budget, self.chunk_overlap, deadline)
+            for i, span in enumerate(spans):
                 chunks.append(
                     Chunk(
                         chunk_id=chunk_id(event.tenant, event.doc_id, i),
@@ -180,7 +232,8 @@ class Ingestor:
 
     def _redacted(self, value: Any, found: Counter[str]) -> Any:
         """``value`` with every string in it redacted (in metadata, the values: keys are
-        names, not data); what was found is added to ``found``."""
+        names, refused by ``parse`` when they hold personal data); what was found is added to
+        ``found``."""
         if isinstance(value, str):
             text, counts = self.redactor.redact(value)
             found.update(counts)
@@ -199,3 +252,14 @@ class Ingestor:
         if newest_version is not None and event.version < newest_version:
             return Stale(event, newest_version)
         return self.to_batch(event)
+
+
+def _keys(value: Any) -> Iterator[str]:
+    """Every key of nested metadata."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _keys(v)

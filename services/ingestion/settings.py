@@ -38,9 +38,30 @@ class IngestionSettings(BaseSettings):
     )
     allow_personal_ids: bool = Field(
         default=False,
-        description="Accept doc ids that hold personal data (an e-mail address, a phone "
-        "number...). Ids are cited in answers and traces and cannot be redacted, so such "
-        "events are dead-lettered unless this is set.",
+        description="Accept doc ids, acl group names and metadata keys that hold personal "
+        "data (an e-mail address, a phone number...). They are cited in answers, filtered on "
+        "and kept in traces, and cannot be redacted, so such events are dead-lettered "
+        "unless this is set.",
+    )
+    max_version_ahead_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="A version may be at most the current time in nanoseconds (what "
+        "`llmops ingest` and publish_documents use) plus this many seconds; a larger one "
+        "is dead-lettered (VersionOutOfRange), since no later update could ever be newer. "
+        "Counters and older clocks (seconds, milliseconds) are far below the bound.",
+    )
+    processing_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest time one document's processing may take; past it the document "
+        "is dead-lettered (ProcessingTimeout) and the ones behind it go on.",
+    )
+    redact_private_ips: bool = Field(
+        default=True,
+        description="Whether private-range addresses (10.0.0.0/8, 192.168.0.0/16, fc00::/7, "
+        "...) are redacted as personal data; loopback, link-local, multicast and "
+        "documentation addresses never are.",
     )
     redact: list[str] = Field(
         default=["email", "phone", "card", "iban", "ssn", "ip"],

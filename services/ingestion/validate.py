@@ -63,7 +63,8 @@ def parse_event(
     """Decode and validate one record of ``ingest.documents``.
 
     Error codes: TooLarge, InvalidJSON, TooDeep, InvalidText, InvalidIdentifier,
-    UnsupportedContentType, SchemaError, MetadataTooLarge, MetadataTooDeep, KeyMismatch.
+    VersionOutOfRange, UnsupportedContentType, SchemaError, MetadataTooLarge,
+    MetadataTooDeep, KeyMismatch.
     """
     if raw is None:
         raise IngestError("SchemaError", "record has no value (a tombstone is not an event)")
@@ -102,6 +103,10 @@ def parse_event(
         fields = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
         if fields & _ID_FIELDS:
             code = "InvalidIdentifier"
+        elif fields == {"version"} and all(
+            e["type"] in ("less_than_equal", "greater_than_equal") for e in exc.errors()
+        ):
+            code = "VersionOutOfRange"
         elif "content_type" in fields:
             code = "UnsupportedContentType"
         else:

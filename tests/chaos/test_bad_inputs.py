@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
 
-from shared.events import DeadLetter, DocumentEvent, DocumentIndexed
+from shared.events import DeadLetter, DocumentEvent, DocumentIndexed, chunk_id
+from shared.kafka.dlq import protected
 from shared.kafka.producer import make_producer
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, EMBEDDING_DLQ, INGEST_DLQ, INGEST_DOCUMENTS
-from tests.kafka_helpers import consume
+from tests.kafka_helpers import choke, consume
 
 pytestmark = pytest.mark.chaos
+CHOKE_INGEST, CHOKE_EMBED = "choke-on-this-document", "choke-on-this-batch"
 
 
 def event(**fields: Any) -> dict[str, Any]:
@@ -48,7 +51,7 @@ DOCUMENTS: list[tuple[str, bytes | None, bytes | None, str]] = [
     ("no version", b"acme/bad", js({"tenant": "acme", "doc_id": "bad"}), "SchemaError"),
     ("an unknown field", b"acme/bad", js(event(colour="red")), "SchemaError"),
     ("a future schema", b"acme/bad", js(event(schema_version=9)), "SchemaError"),
-    ("a negative version", b"acme/bad", js(event(version=-1)), "SchemaError"),
+    ("a negative version", b"acme/bad", js(event(version=-1)), "VersionOutOfRange"),
     ("an unknown op", b"acme/bad", js(event(op="upsertt")), "SchemaError"),
     ("a bad event_time", b"acme/bad", js(event(event_time="yesterday")), "SchemaError"),
     ("a bad tenant", b"Acme Corp/bad", js(event(tenant="Acme Corp")), "InvalidIdentifier"),
@@ -74,6 +77,33 @@ DOCUMENTS: list[tuple[str, bytes | None, bytes | None, str]] = [
         "PersonalIdentifier",
     ),
     ("no text at all", b"acme/bad", js(event(content="   \n\t ")), "EmptyContent"),
+    ("a version over 64 bits", b"acme/bad", js(event(version=2**63)), "VersionOutOfRange"),
+    ("a version of 10**30", b"acme/bad", js(event(version=10**30)), "VersionOutOfRange"),
+    (
+        "a version two days ahead of the clock",
+        b"acme/bad",
+        js(event(version=time.time_ns() + 2 * 86400 * 10**9)),
+        "VersionOutOfRange",
+    ),
+    (
+        "an e-mail as acl group",
+        b"acme/bad",
+        js(event(acl=["jane@example.com"])),
+        "PersonalIdentifier",
+    ),
+    (
+        "an e-mail as metadata key",
+        b"acme/bad",
+        js(event(metadata={"jane@example.com": "owner"})),
+        "PersonalIdentifier",
+    ),
+    # the service's own logic raises on it (planted): dead-lettered, the rest go on
+    (
+        "a record the logic chokes on",
+        b"acme/bad",
+        js(event(content=CHOKE_INGEST)),
+        "PlantedFailure",
+    ),
     (
         "HTML with no text",
         b"acme/bad",
@@ -82,17 +112,63 @@ DOCUMENTS: list[tuple[str, bytes | None, bytes | None, str]] = [
     ),
 ]
 
+
+def batch(doc_id: str, **fields: Any) -> dict[str, Any]:
+    """A chunk batch as ingestion writes it (one chunk), with fields replaced."""
+    chunk = {
+        "chunk_id": chunk_id("acme", doc_id, 0),
+        "index": 0,
+        "text": f"Chunk of {doc_id}.",
+        "content_hash": "0" * 64,
+        "token_count": 5,
+        "char_start": 0,
+        "char_end": 10,
+    }
+    base: dict[str, Any] = {
+        "op": "upsert",
+        "tenant": "acme",
+        "doc_id": doc_id,
+        "version": 1,
+        "chunks": [chunk],
+        "source_event_id": "e",
+        "source_event_time": "2026-01-01T00:00:00Z",
+    }
+    base.update(fields)
+    return base
+
+
+def chunk_of(doc_id: str, **fields: Any) -> dict[str, Any]:
+    return {**batch(doc_id)["chunks"][0], **fields}
+
+
 CHUNKS: list[tuple[str, bytes | None, bytes | None, str]] = [
     ("not JSON", b"acme/c1", b"\x00garbage", "ValidationError"),
     ("a document, not a batch", b"acme/c2", js(event(doc_id="c2")), "ValidationError"),
     ("a future schema", b"acme/c3", js({"schema_version": 99}), "ValidationError"),
+    ("a wildcard group", b"acme/c4", js(batch("c4", acl=["*"])), "ValidationError"),
+    ("a path as group", b"acme/c5", js(batch("c5", acl=["../x"])), "ValidationError"),
+    (
+        "two chunks with one index",
+        b"acme/c6",
+        js(batch("c6", chunks=[chunk_of("c6"), chunk_of("c6", text="again")])),
+        "ValidationError",
+    ),
+    ("a batch the logic chokes on", b"acme/c7", js(batch(CHOKE_EMBED)), "PlantedFailure"),
 ]
 
 
 def test_every_bad_event_is_dead_lettered_with_its_reason_and_every_valid_one_indexed(
     kafka_bootstrap: str, topic_prefix: str, start_service: Any
 ) -> None:
-    service = start_service("ingestion embedding")
+    service = start_service(
+        "ingestion embedding",
+        **choke(
+            {
+                "services.ingestion.logic:Ingestor.process": CHOKE_INGEST,
+                "services.embedding.indexer:Indexer.index": CHOKE_EMBED,
+            }
+        ),
+    )
     valid = [
         DocumentEvent(tenant="acme", doc_id=f"ok-{i}", version=1, content=f"Valid document {i}.")
         for i in range(len(DOCUMENTS) + 1)
@@ -119,13 +195,18 @@ def test_every_bad_event_is_dead_lettered_with_its_reason_and_every_valid_one_in
     ]
     for dl in letters:
         assert dl.error_message and dl.offset >= 0 and dl.topic == src
+        # a letter keeps its record's value, redacted (LLMOPS_DLQ_VALUES); not UTF-8: none
         originals = [v for _, _, v, t in DOCUMENTS if t == dl.error_type]
-        assert base64.b64decode(dl.value_b64) in [v or b"" for v in originals]
+        assert dl.value_form in ("redacted", "omitted")
+        kept = [protected(v or b"", "redacted")[0] for v in originals]
+        assert base64.b64decode(dl.value_b64) in kept
+        assert "jane@example.com" not in dl.model_dump_json()
 
     bad_chunks = consume(kafka_bootstrap, EMBEDDING_DLQ.name(topic_prefix), until=len(CHUNKS))
     chunk_letters = [DeadLetter.from_bytes(r.value) for r in bad_chunks]
-    assert len(chunk_letters) == len(CHUNKS)
-    assert {dl.stage for dl in chunk_letters} == {"embedding.decode"}
+    assert sorted(dl.error_type for dl in chunk_letters) == sorted(t for *_, t in CHUNKS)
+    stages = {dl.error_type: dl.stage for dl in chunk_letters}
+    assert stages == {"ValidationError": "embedding.decode", "PlantedFailure": "embedding.index"}
 
     indexed = consume(
         kafka_bootstrap, DOCS_INDEXED.name(topic_prefix), until=len(valid), timeout_s=180

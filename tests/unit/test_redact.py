@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from shared.redact import DETECTORS, Redactor
+from shared.redact import DETECTORS, HOLD_BACK_CHARS, Redactor, StreamRedactor
 
 ALL = Redactor.named(DETECTORS)
 
@@ -22,7 +24,9 @@ ALL = Redactor.named(DETECTORS)
         ("iban DE89370400440532013000 ok", "iban"),
         ("ssn 123-45-6789 ok", "ssn"),
         ("from 192.168.10.254 ok", "ip"),
-        ("from 2001:db8::8a2e:370:7334 ok", "ip"),
+        ("from 2a00:1450:4001:82b::200e ok", "ip"),
+        ("card 4111.1111.1111.1111 ok", "card"),
+        ("card ４１１１ １１１１ １１１１ １１１１ ok", "card"),
         ("call 020 7946 0958 today", "phone"),
         ("iban gb82 west 1234 5698 7654 32 ok", "iban"),
         ("ssn 123456789 ok", "ssn"),
@@ -52,6 +56,9 @@ def test_true_positives_are_replaced_and_counted(text: str, kind: str) -> None:
         "the word dead::beef here",
         "order 100-200-3000 units",
         "part 123456789 in stock",
+        "listen on 127.0.0.1 or ::1 or 0.0.0.0",
+        "examples 192.0.2.1, 198.51.100.2, 203.0.113.3 and 2001:db8::1",
+        "link-local 169.254.1.1 and fe80::1, multicast 239.255.255.250",
     ],
 )
 def test_ordinary_numbers_dates_and_versions_are_left_alone(text: str) -> None:
@@ -75,3 +82,41 @@ def test_only_configured_detectors_run() -> None:
 def test_unknown_detector_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown detectors \\['passport'\\]"):
         Redactor.named(["email", "passport"])
+
+
+def test_private_addresses_are_a_setting() -> None:
+    text = "gateway 192.168.1.1 and host 8.8.8.8"
+    assert Redactor.named(["ip"]).redact(text) == ("gateway [IP] and host [IP]", {"ip": 2})
+    kept = Redactor.named(["ip"], private_ips=False).redact(text)
+    assert kept == ("gateway 192.168.1.1 and host [IP]", {"ip": 1})
+
+
+def test_full_width_text_is_replaced_in_place() -> None:
+    # detection reads the folded view; the rest of the text keeps its own characters
+    out, counts = ALL.redact("Ｍａｉｌ ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ ｎｏｗ")
+    assert (out, counts) == ("Ｍａｉｌ [EMAIL] ｎｏｗ", {"email": 1})
+
+
+STREAMED = [
+    "Write to jane.doe@example.com or call +44 20 7946 0958 today; card 4111 1111 1111 1111.",
+    "IBAN GB82 WEST 1234 5698 7654 32 is the account of the Leeds office, ssn 123-45-6789.",
+    "Nothing personal here, only words that go on and on for a while without any number.",
+]
+
+
+@pytest.mark.parametrize("text", STREAMED)
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 16])
+def test_a_stream_cut_anywhere_is_redacted_as_the_whole_text(text: str, size: int) -> None:
+    stream = StreamRedactor(ALL)
+    out = [stream.feed(text[i : i + size]) for i in range(0, len(text), size)]
+    out.append(stream.close())
+    assert "".join(out) == ALL.redact(text)[0]
+    # and it does stream: something goes before the end, for a text longer than the hold-back
+    assert any(out[:-1]) == (len(text) > HOLD_BACK_CHARS + 20)
+
+
+@given(st.lists(st.sampled_from(["jane@example.com", " ", "4111", " 1111", "x", "\n", "+44 20"])))
+def test_any_stream_of_pieces_gives_the_redaction_of_its_text(pieces: list[str]) -> None:
+    stream = StreamRedactor(ALL)
+    out = "".join(stream.feed(p) for p in pieces) + stream.close()
+    assert out == ALL.redact("".join(pieces))[0]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from services.ingestion.logic import Ingestor, Stale, chunk_id, content_hash
+from services.ingestion.normalize import html_to_text
 from services.ingestion.settings import IngestionSettings
 from services.ingestion.validate import IngestError, parse_event
 from shared.events import ChunkBatch, ContentType, DocumentEvent, Op
@@ -180,3 +185,75 @@ def test_every_free_text_field_is_redacted_in_the_batch() -> None:
     }
     assert batch.redactions == {"email": 2, "ssn": 1, "phone": 1}
     assert "example.com" not in batch.to_bytes().decode()
+
+
+def test_a_version_far_ahead_of_the_clock_or_over_64_bits_is_refused() -> None:
+    now_ns = 1_800_000_000 * 10**9
+    ing = dataclasses.replace(ING, clock_ns=lambda: now_ns, max_version_ahead_s=3600)
+    assert ing.parse(*raw(version=now_ns + 3599 * 10**9)).version == now_ns + 3599 * 10**9
+    assert ing.parse(*raw(version=7)).version == 7, "counters are far below the bound"
+    for version in (now_ns + 3601 * 10**9, 2**63 - 1, 2**63, 10**30):
+        with pytest.raises(IngestError) as info:
+            ing.parse(*raw(version=version))
+        assert info.value.code == "VersionOutOfRange", version
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"acl": ["jane.doe@example.com"]},
+        {"metadata": {"owner": {"jane.doe@example.com": "yes"}}},
+        {"metadata": {"+44 20 7946 0958": 1}},
+    ],
+)
+def test_personal_data_in_groups_or_metadata_keys_is_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(IngestError) as info:
+        ING.parse(*raw(**fields))
+    assert info.value.code == "PersonalIdentifier"
+    assert "jane" not in str(info.value) and "7946" not in str(info.value)
+    allowed = dataclasses.replace(ING, allow_personal_ids=True)
+    assert allowed.parse(*raw(**fields))
+
+
+def test_a_document_that_takes_too_long_is_refused_with_processing_timeout() -> None:
+    ticks = iter(range(10**6))
+    ing = dataclasses.replace(ING, processing_timeout_s=50, clock=lambda: float(next(ticks)))
+    event = ing.parse(*raw(content=" ".join(f"Sentence {i}." for i in range(2000))))
+    with pytest.raises(IngestError) as info:
+        ing.to_batch(event)  # every check moves this clock on by one second
+    assert info.value.code == "ProcessingTimeout"
+    assert ING.to_batch(event).chunks, "the same document within its time"
+
+
+def lines_run(fn: Callable[[], object]) -> int:
+    """Python lines executed by ``fn``: a count of operations that, unlike a time, is the
+    same on every run and every machine."""
+    count = 0
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda n: "<p>a</p>" * n,  # siblings: one insertion per block was quadratic (848 s)
+        lambda n: "<div>" * n + "a" + "</div>" * n,  # nesting (178 s at 60,000)
+        lambda n: "<table>" + "<tr><td>a</td><th>b</th></tr>" * n + "</table>",
+    ],
+    ids=["paragraphs", "nested", "table"],
+)
+def test_html_conversion_is_linear_in_the_number_of_blocks(shape: Callable[[int], str]) -> None:
+    small = lines_run(lambda: html_to_text(shape(1000)))
+    large = lines_run(lambda: html_to_text(shape(4000)))
+    assert large / small < 4.4, (small, large)  # linear: 4 times the blocks, 4 times the work
