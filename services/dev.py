@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -17,8 +18,28 @@ from shared.kafka.reader import end_offsets, wait_for_events
 from shared.topics import DOCS_CHUNKS, DOCS_INDEXED
 from shared.upstream import events_from_paths, publish_documents
 
-ASK_EXAMPLE = "What happens to a document version older than the newest one already seen?"
-CURL_EXAMPLE = "Which headers of a record on ingest.dlq carry the reason it failed?"
+
+@dataclass(frozen=True)
+class Example:
+    """A question `make run` (and the README) suggests, with what a right answer says: an
+    end-to-end test asks each twice on the stack `make run` starts and checks both."""
+
+    question: str
+    facts: tuple[str, ...]  # each must be in the answer (case-insensitive)
+    doc: str  # the document the answer must cite
+
+
+ASK_EXAMPLE = Example(
+    "What happens to a document version older than the newest one already seen?",
+    ("dropped",),
+    "architecture.md",
+)
+CURL_EXAMPLE = Example(
+    "Which header of a record on ingest.dlq names the type of error?",
+    ("dlq.error_type",),
+    "operations.md",
+)
+EXAMPLES = (ASK_EXAMPLE, CURL_EXAMPLE)
 
 
 def _load_corpus(
@@ -67,12 +88,12 @@ def _load_corpus(
         "the broker (`llmops kafka stop`)",
         bold=True,
     )
-    # examples the default model answers right, with the right citation (bench/answers.py)
-    click.echo(f'    llmops ask "{ASK_EXAMPLE}"')
+    # examples the default stack answers right, with the right citation (tests/e2e/test_make_run.py)
+    click.echo(f'    llmops ask "{ASK_EXAMPLE.question}"')
     click.echo(
         f"    curl -N {url}/v1/query -H 'Authorization: Bearer {key}' "
         "-H 'Content-Type: application/json' "
-        f"""-d '{{"question": "{CURL_EXAMPLE}", "stream": true}}'"""
+        f"""-d '{{"question": "{CURL_EXAMPLE.question}", "stream": true}}'"""
     )
     click.echo(
         "    rate an answer (ask prints its trace id): llmops feedback TRACE_ID --up|--down "

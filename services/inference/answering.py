@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.inference.auth import ApiKey, TraceIds
+from services.inference.auth import ApiKey
 from services.inference.llm import LLM, LLMFailed, LLMUnavailable, Prompted, Sampling
 from services.inference.logic import citations, collapse, dedupe, pack, retrieved
 from services.inference.prompts import Prompt, check_split, choose, parse_split
@@ -34,13 +34,22 @@ from services.inference.traces import TracePublisher
 from shared.embedder import MODEL_THREAD
 from shared.events import InferenceTrace
 from shared.events import RetrievedChunk as TracedChunk
-from shared.redact import DETECTORS, Redactor
+from shared.redact import DETECTORS, Redactor, StreamRedactor
 from shared.retrieval import Hit, query_embedder, retrieve
+from shared.trace_ids import TraceIds
 from shared.vector_store import VectorStore
 
 
 class QuestionTooLong(ValueError):
     """The question is over the configured length."""
+
+
+class OverLimit(ValueError):
+    """A request field over this server's limit (a 422 naming the field)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ModelNotLoaded(RuntimeError):
@@ -178,7 +187,15 @@ class Answering:
         return checks
 
     def _top_k(self, requested: int | None) -> int:
-        return min(requested or self.settings.top_k, self.settings.max_top_k)
+        """What the caller asked, or the default; OverLimit past INFERENCE_MAX_TOP_K (a
+        silent cap would hand back fewer results than asked without saying so)."""
+        if requested is not None and requested > self.settings.max_top_k:
+            raise OverLimit(
+                "top_k",
+                f"top_k is over this server's limit of {self.settings.max_top_k} "
+                "(INFERENCE_MAX_TOP_K)",
+            )
+        return requested or self.settings.top_k
 
     async def _search(
         self, req: RetrieveRequest, key: ApiKey, timings: dict[str, float]
@@ -369,6 +386,9 @@ class Generation:
                 self.answer.append(NO_ANSWER)
                 yield NO_ANSWER
                 return
+            # The caller gets the answer redacted too (s.redact_answers): a model can repeat
+            # what the question held, or make personal data up.
+            shown = StreamRedactor(self.owner.redactor) if s.redact_answers else None
             async for piece in generate(
                 self.llm,
                 Prompted(self.text, self.prompt.mode, self.prompt.stop),
@@ -378,7 +398,11 @@ class Generation:
                 self.timings,
             ):
                 self.answer.append(piece)
-                yield piece
+                out = piece if shown is None else shown.feed(piece)
+                if out:
+                    yield out
+            if shown is not None and (rest := shown.close()):
+                yield rest
             completed = True
         except (LLMUnavailable, LLMFailed, TimeoutError) as exc:
             failure = failure_of(exc)
@@ -395,6 +419,8 @@ class Generation:
         self.timings["total"] = (time.perf_counter() - self.t0) * 1000
         answer = "".join(self.answer).strip()
         self._trace(status="ok", answer=answer, completion_tokens=len(self.answer))
+        if self.owner.settings.redact_answers:
+            answer = self.owner.redactor.redact(answer)[0]
         return QueryResponse(
             answer=answer,
             citations=self.citations,

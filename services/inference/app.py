@@ -12,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from services.inference.answering import Answering
-from services.inference.auth import RateLimiter, TraceIds, load_keys, trace_secret
+from services.inference.answering import Answering, OverLimit
+from services.inference.auth import RateLimiter, load_keys
 from services.inference.deps import Runtime, identify
 from services.inference.llm import LLM
 from services.inference.middleware import BodyLimit
@@ -46,6 +46,7 @@ def create_app(rt: Runtime) -> FastAPI:
     )
     app.state.rt = rt
     app.add_exception_handler(RequestValidationError, invalid_body)  # type: ignore[arg-type]
+    app.add_exception_handler(OverLimit, over_limit)  # type: ignore[arg-type]
     app.add_middleware(
         BodyLimit,
         limit=rt.answering.settings.max_body_bytes,
@@ -77,6 +78,12 @@ async def invalid_body(request: Request, exc: RequestValidationError) -> JSONRes
     return JSONResponse(ErrorBody(detail=errors).model_dump(), status_code=422)
 
 
+async def over_limit(request: Request, exc: OverLimit) -> JSONResponse:
+    """422 naming a field over the server's limit, shaped like any malformed body's."""
+    error = FieldError(type="less_than_equal", loc=["body", exc.field], msg=str(exc))
+    return JSONResponse(ErrorBody(detail=[error]).model_dump(), status_code=422)
+
+
 def build_runtime(
     settings: InferenceSettings,
     store: VectorStore,
@@ -86,14 +93,13 @@ def build_runtime(
 ) -> Runtime:
     """Runtime from settings (keys and prompts are read here, once). Feedback goes to
     feedback.events on the traces' cluster unless ``feedback`` says otherwise."""
-    secret = settings.trace_secret.get_secret_value() if settings.trace_secret else None
     answering = Answering(
         settings,
         store,
         llm,
         publisher,
         load_prompts(settings.prompts_dir),
-        trace_ids=TraceIds(trace_secret(secret, settings.platform.data_dir)),
+        trace_ids=settings.platform.trace_ids(),
     )
     return Runtime(
         answering=answering,
@@ -123,6 +129,12 @@ def build_server(
     app = create_app(build_runtime(settings, store, llm, publisher))
     return uvicorn.Server(
         uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level=loglevel, access_log=False
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=loglevel,
+            access_log=False,
+            # a stream still open at a stop is cut after this long (its trace says cancelled)
+            timeout_graceful_shutdown=2,
         )
     )

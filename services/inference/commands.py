@@ -132,9 +132,9 @@ def ask(ctx: Context, question: str, url: str | None, key: str | None, top_k: in
                 elif event.name == "done":
                     click.echo("\n")
                     for c in data["citations"]:
-                        click.echo(
-                            f"[{c['n']}] {c['title']} ({c['doc_id']}, score {c['score']:.2f})"
-                        )
+                        # the cosine similarity: the rank score means another thing per mode
+                        similarity = f"similarity {c['similarity']:.2f}"
+                        click.echo(f"[{c['n']}] {c['title']} ({c['doc_id']}, {similarity})")
                     click.echo(
                         f"trace {data['trace_id']}, prompt "
                         f"{data['prompt']['name']}/{data['prompt']['version']}"

@@ -60,7 +60,8 @@ _AUTH = _errors(
     e401="Missing or unknown API key.",
     e403="The key may not do this.",
     e413="Body or question too large.",
-    e422="Malformed body, or (query) no such prompt.",
+    e422="Malformed body, a field over the server's limit (top_k), (query) no such prompt, "
+    "or (feedback) a user id that holds personal data.",
     e429="Over the key's rate limit; see Retry-After.",
 )
 
@@ -217,6 +218,11 @@ def feedback_event(req: FeedbackRequest, key: ApiKey, answering: Answering) -> F
     Free text is redacted before it is published, like everything the platform stores."""
     if not answering.trace_ids.issued_to(req.trace_id, key.tenant):
         raise HTTPException(404, f"no trace {req.trace_id} for this key's tenant")
+    found = answering.redactor.finds(req.user) if req.user else []
+    if found:  # authors are kept and published: an e-mail there could never be taken back
+        raise HTTPException(
+            422, f"user holds personal data ({', '.join(found)}): pass an opaque user id"
+        )
     redact = answering.redactor.redact
     return FeedbackEvent(
         trace_id=req.trace_id,

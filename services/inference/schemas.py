@@ -16,6 +16,8 @@ from pydantic import (
 
 from shared.events import (
     FEEDBACK_NAME_PATTERN,
+    INT64_MAX,
+    INT64_MIN,
     TRACE_ID_PATTERN,
     FeedbackSource,
     FeedbackValue,
@@ -24,9 +26,10 @@ from shared.vector_store import SearchMode
 
 FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
 # Strict: `0` is not `false`, and `"5"` is not `5`. No floats: the store matches exact
-# keywords, integers and booleans only.
-FilterScalar = StrictStr | StrictInt | StrictBool
-FilterValue = FilterScalar | list[StrictStr] | list[StrictInt]
+# keywords, integers and booleans only; integers are the store's, 64-bit signed.
+FilterInt = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+FilterScalar = StrictStr | FilterInt | StrictBool
+FilterValue = FilterScalar | list[StrictStr] | list[FilterInt]
 
 
 class RetrieveRequest(BaseModel):
@@ -76,11 +79,15 @@ class Citation(BaseModel):
     doc_id: str = Field(description="Document it comes from.")
     title: str = Field(description="The document's title.")
     chunk_id: str = Field(description="The chunk's stable id.")
-    score: float = Field(
-        description="The ranking's score: cosine similarity (dense), BM25 (sparse) or the "
-        "fused score (hybrid). Results are in its order, best first."
+    rank_score: float = Field(
+        description="The ranking's own score: cosine similarity (dense), BM25 (sparse) or the "
+        "fused score (hybrid). Results are in its order, best first; it is not comparable "
+        "across modes (a fused score of 2 is not twice as similar)."
     )
-    similarity: float = Field(description="Cosine similarity of the chunk to the question.")
+    similarity: float = Field(
+        description="Cosine similarity of the chunk to the question, in every mode: what "
+        "INFERENCE_SCORE_THRESHOLD applies to, what traces keep and monitoring reports."
+    )
     snippet: str = Field(description="The chunk's first characters.")
 
 
@@ -159,7 +166,8 @@ class FeedbackRequest(BaseModel):
     user: StrictStr | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9._@:-]{1,128}$",
-        description="The app's own user id; the author becomes key id/user id.",
+        description="The app's own user id, opaque (one that holds personal data, an e-mail "
+        "address say, is refused with 422); the author becomes key id/user id.",
     )
     source: FeedbackSource = Field(
         default=FeedbackSource.USER, description="user, annotator, app or code."

@@ -113,17 +113,24 @@ class InferenceSettings(BaseSettings):
         "refused at once with 503 and Retry-After.",
     )
     max_new_tokens: int = Field(default=192, ge=1, description="Most tokens in an answer.")
-    temperature: float = Field(default=0.3, ge=0, description="Sampling temperature.")
+    redact_answers: bool = Field(
+        default=True,
+        description="Redact personal data in the answer returned to the caller, as in its "
+        "trace (a model can repeat what a question held, or make data up). A stream holds "
+        "back its last few dozen characters until no detector could match across them.",
+    )
+    temperature: float = Field(
+        default=0.0,
+        ge=0,
+        description="Sampling temperature. 0 (the default): greedy decoding, so the same "
+        "question over the same documents gets the same answer; sampling made RAG answers "
+        "differ from one ask to the next, right once and wrong the next.",
+    )
     top_p: float = Field(default=0.9, gt=0, le=1, description="Nucleus sampling.")
     repeat_penalty: float = Field(
         default=1.3, ge=1, description="Penalty on repeated tokens (small models loop without)."
     )
     trace_buffer: int = Field(default=10_000, ge=1, description="Traces held while Kafka is away.")
-    trace_secret: SecretStr | None = Field(
-        default=None,
-        description="Signs trace ids with their tenant, so feedback can be checked by any "
-        "replica; replicas must share it. Unset: a random one kept in LLMOPS_DATA_DIR.",
-    )
     feedback_timeout_s: float = Field(
         default=10.0,
         gt=0,

@@ -77,6 +77,9 @@ def test_a_killed_api_answers_again_over_the_same_store(
         "INFERENCE_API_KEYS": json.dumps([record.model_dump()]),
         "INFERENCE_MAX_NEW_TOKENS": "200",  # long enough for the kill to land mid-stream
         "INFERENCE_TEMPERATURE": "0",
+        # token for token, so that the kill lands mid-stream (a redacted stream holds the end
+        # of a short answer back until it is whole)
+        "INFERENCE_REDACT_ANSWERS": "false",
     }
     start_service("ingestion")
     api = start_service("inference embedding", **env)

@@ -180,6 +180,19 @@ def test_size_limits_and_malformed_bodies(world: dict[str, Any]) -> None:
         {"question": "q", "filters": {"a.b": 1}},
     ):
         assert c.post("/v1/retrieve", json=bad, headers=h).status_code == 422, bad
+    # integers past 64 bits: a 422 naming the field (the store's OverflowError was a 500)
+    for big in (2**63, -(2**63) - 1, 2**64, 10**23, [1, 10**23]):
+        r = c.post("/v1/retrieve", json={"question": "q", "filters": {"team": big}}, headers=h)
+        assert r.status_code == 422, (big, r.text)
+        assert all(e["loc"][:3] == ["body", "filters", "team"] for e in r.json()["detail"])
+    ok = c.post("/v1/retrieve", json={"question": "q", "filters": {"n": 2**63 - 1}}, headers=h)
+    assert ok.status_code == 200
+    # more results than the server gives: said, never cut silently
+    for endpoint in ("/v1/retrieve", "/v1/query"):
+        r = c.post(endpoint, json={"question": "q", "top_k": 10**19}, headers=h)
+        assert r.status_code == 422, r.text
+        (error,) = r.json()["detail"]
+        assert error["loc"] == ["body", "top_k"] and "INFERENCE_MAX_TOP_K" in error["msg"]
     r = c.post("/v1/query", json={"question": "q", "prompt": "rag/v9"}, headers=h)
     assert r.status_code == 422 and "no version" in r.json()["detail"]
     # a version written for the other mode is refused, with the versions that fit
@@ -256,8 +269,8 @@ def test_retrieve_ranks_by_each_mode_one_chunk_per_document_best_first(
         chunks = r.json()["chunks"]
         docs = [ch["doc_id"] for ch in chunks]
         assert docs[0] == "handbook" and len(docs) == len(set(docs)), (mode, docs)
-        assert [ch["score"] for ch in chunks] == sorted(
-            (ch["score"] for ch in chunks), reverse=True
+        assert [ch["rank_score"] for ch in chunks] == sorted(
+            (ch["rank_score"] for ch in chunks), reverse=True
         )
         # the title went into the indexed text, never into what is cited
         assert chunks[0]["text"].startswith("On-call step") and "handbook" not in chunks[0]["text"]
@@ -533,6 +546,35 @@ def test_traces_redact_personal_data_in_the_answer(world: dict[str, Any]) -> Non
     ]
     assert t.answer == "Write to [EMAIL] or call [PHONE]."
     assert "bob@" not in t.question and "[EMAIL]" in t.question
+    # and the caller gets it redacted too, whole or streamed, however the pieces fall
+    assert r.json()["answer"] == "Write to [EMAIL] or call [PHONE]."
+
+
+def test_the_answer_the_caller_gets_is_redacted_whole_and_streamed(world: dict[str, Any]) -> None:
+    said = (
+        "Ask the office at jane.doe@example.com, or call +44 20 7946 0958 before noon; the "
+        "card on file is 4111.1111.1111.1111 and nothing else here is personal at all."
+    )
+    expected = (
+        "Ask the office at [EMAIL], or call [PHONE] before noon; the card on file is [CARD] "
+        "and nothing else here is personal at all."
+    )
+    llm = ScriptedLLM(said)
+    publisher = TracePublisher(world["bootstrap"], INFERENCE_COMPLETED.name(world["prefix"]))
+    with TestClient(
+        create_app(build_runtime(world["settings"], world["store"], llm, publisher))
+    ) as c:
+        key = auth(world["keys"]["a"])
+        whole = c.post("/v1/query", json={"question": "vpn?"}, headers=key)
+        assert whole.json()["answer"] == expected
+        with c.stream(
+            "POST", "/v1/query", json={"question": "vpn?", "stream": True}, headers=key
+        ) as r:
+            events = [(e.name, e.data) for e in parse_sse(r.iter_lines())]
+        tokens = [data["text"] for name, data in events if name == "token"]
+        assert "".join(tokens).strip() == expected and len(tokens) > 1, tokens
+        (done,) = [data for name, data in events if name == "done"]
+        assert done["answer"] == expected
 
 
 @contextlib.contextmanager
@@ -574,7 +616,8 @@ def test_more_streams_than_the_queue_holds_are_refused_at_once(world: dict[str, 
     from concurrent.futures import ThreadPoolExecutor
 
     llm = ScriptedLLM("one two three four five six seven eight", delay_s=0.15)
-    with served(world, llm, max_queued=1) as (url, topic):
+    # token for token (redacting the answer would send this short one in a single piece)
+    with served(world, llm, max_queued=1, redact_answers=False) as (url, topic):
         key = world["keys"]["a"]
 
         def ask(_: int) -> tuple[int, float, list[str], dict[str, str]]:
@@ -690,6 +733,10 @@ def test_feedback_is_stored_redacted_and_only_on_the_keys_own_tenants_traces(
     assert r.status_code == 202, r.text
     accepted = r.json()
     assert accepted["author"] == "a/u-42" and accepted["trace_id"] == tid
+    # an author is kept and published: an e-mail as user id is refused, not stored
+    r = c.post("/v1/feedback", json={**body, "user": "jane@example.com"}, headers=auth(keys["a"]))
+    assert r.status_code == 422 and "personal data" in r.json()["detail"]
+    assert "jane" not in r.text
     # the same tenant's other key may rate it; another tenant's may not, nor may a forged id
     assert c.post("/v1/feedback", json=body, headers=auth(keys["hr"])).status_code == 202
     for key, forged in ((keys["b"], tid), (keys["a"], "0" * 48), (keys["a"], tid[:32] + "0" * 16)):
