@@ -106,6 +106,7 @@ lint: install ## ruff (lint, format), mypy --strict on shared/ and services/, th
 
 bench: install ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/html_text.py
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/retrieval.py

@@ -82,7 +82,7 @@ def in_process(raws: list[bytes], rules: list[Rule], embedder: Embedder) -> floa
     """Traces per second for decode + windows + drift + rules, as the agent does them, with
     the service's default settings."""
     s = MonitoringSettings()
-    windows, states = Windows(s.window_s, s.grace_s), {}
+    windows, states = Windows(s.window_s, s.grace_s, s.max_future_s), {}
     drift = DriftMeter(
         Reference(windows=s.drift_reference_windows),
         per_window=s.drift_max_per_window,

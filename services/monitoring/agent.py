@@ -37,7 +37,14 @@ from services.monitoring.alerts import (
 from services.monitoring.dashboard import History, page, plotly_js
 from services.monitoring.drift import DriftMeter, Reference
 from services.monitoring.exposition import Exposition
-from services.monitoring.observe import LAG, lag_points, observe, watched
+from services.monitoring.observe import (
+    LAG,
+    POLLED,
+    lag_points,
+    observe,
+    poll_point,
+    watched,
+)
 from services.monitoring.settings import MonitoringSettings
 from services.monitoring.windows import Windows
 from shared.delivery import Deliveries
@@ -75,8 +82,8 @@ def build_app(
     drift) may be shared with other services of the process."""
     rules = load_rules(settings.rules_file) if rules is None else rules
     # consumer lag is polled on the wall clock; everything else is counted in event time
-    lag_rules = [r for r in rules if r.metric == LAG]
-    event_rules = [r for r in rules if r.metric != LAG]
+    lag_rules = [r for r in rules if r.metric in POLLED]
+    event_rules = [r for r in rules if r.metric not in POLLED]
     app = make_app(
         "monitoring",
         settings.kafka,
@@ -102,8 +109,13 @@ def build_app(
         partitions=1,
         help="Lifecycle of every alert that is not inactive (pending or firing).",
     )
-    out = Deliveries(dlq, "monitoring", settings.kafka.max_message_bytes)
-    windows = Windows(settings.window_s, settings.grace_s)
+    out = Deliveries(
+        dlq,
+        "monitoring",
+        settings.kafka.max_message_bytes,
+        letter_values=settings.platform.dlq_values,
+    )
+    windows = Windows(settings.window_s, settings.grace_s, settings.max_future_s)
     model = embedder or Embedder(settings.model)
     drift = DriftMeter(
         Reference(
@@ -224,30 +236,42 @@ def build_app(
         if not task.cancelled() and task.exception() is not None:
             log.error("closing a window failed", exc_info=task.exception())
 
+    async def count(event: EventT[Any]) -> None:
+        msg = event.message
+        last_input["wall"] = time.monotonic()
+        try:
+            seen = observe(names[msg.topic], msg.value or b"", settings.retrieval_threshold)
+        except ValidationError as exc:
+            await out.dead_letter(event, "monitoring.decode", exc)
+            return
+        start = windows.add(seen.at, seen.observations)
+        if seen.question is not None and start == windows.start_of(seen.at):
+            drift.add(start, *seen.question, seen.top_score)
+        for o in seen.observations:
+            if o.name == "inference_latency_ms":
+                exposition.latency.labels(dict(o.labels)["stage"]).observe(o.value / 1000)
+        msg.incref()  # held until its window is published
+        held[start].append(event)
+        if windows.closable() and (closing["task"] is None or closing["task"].done()):
+            # in the background: the next records are read while a window's drift is
+            # measured (the model runs on its own thread)
+            task = asyncio.ensure_future(close_windows())
+            task.add_done_callback(failed_close)
+            closing["task"] = task
+
+    own_dlq = MONITORING_DLQ.name(prefix)
+
     @app.agent(source, name="watch")
     async def watch(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
-            msg = event.message
-            last_input["wall"] = time.monotonic()
             try:
-                seen = observe(names[msg.topic], msg.value or b"", settings.retrieval_threshold)
-            except ValidationError as exc:
-                await out.dead_letter(event, "monitoring.decode", exc)
-                continue
-            start = windows.add(seen.at, seen.observations)
-            if seen.question is not None and start == windows.start_of(seen.at):
-                drift.add(start, *seen.question, seen.top_score)
-            for o in seen.observations:
-                if o.name == "inference_latency_ms":
-                    exposition.latency.labels(dict(o.labels)["stage"]).observe(o.value / 1000)
-            msg.incref()  # held until its window is published
-            held[start].append(event)
-            if windows.closable() and (closing["task"] is None or closing["task"].done()):
-                # in the background: the next records are read while a window's drift is
-                # measured (the model runs on its own thread)
-                task = asyncio.ensure_future(close_windows())
-                task.add_done_callback(failed_close)
-                closing["task"] = task
+                await count(event)
+            except Exception as exc:  # noqa: BLE001 - one record must not stop monitoring
+                if event.message.topic == own_dlq:
+                    # a letter of its own it cannot count: lettering it again would loop
+                    log.error("could not count dead letter %s: %s", event.message.offset, exc)
+                    continue
+                await out.dead_letter(event, "monitoring", exc)
 
     @app.timer(settings.close_every_s)  # type: ignore[untyped-decorator]
     async def tick() -> None:
@@ -270,10 +294,12 @@ def build_app(
             behind = await asyncio.get_running_loop().run_in_executor(
                 None, consumer_lag, bootstrap, prefix
             )
+            failed = False
         except Exception as exc:  # noqa: BLE001 - the broker may be away; try next time
-            log.warning("could not poll consumer lag: %s", exc)
-            return
-        points = lag_points(behind, now, settings.window_s)
+            log.warning("could not poll consumer lag: %s: %s", type(exc).__name__, exc)
+            behind, failed = {}, True
+        points = [*lag_points(behind, now, settings.window_s)]
+        points.append(poll_point(LAG, failed, now, settings.window_s))
         async with lock:
             for p in points:
                 await out.send([], metrics, p.key.encode(), p.to_bytes())

@@ -157,6 +157,11 @@ def observe(base_name: str, raw: bytes, retrieval_threshold: float) -> Observed:
 
 
 LAG = "consumer_lag"
+# 1 for a window in which a poll (of consumer lag) failed, 0 when it worked: monitoring that
+# cannot see is an alert of its own (MonitoringPollFailing), not a log line
+POLL_FAILED = "monitoring_poll_failed"
+# the metrics polled on the wall clock rather than counted in event time
+POLLED = (LAG, POLL_FAILED)
 
 
 def lag_points(lag: dict[str, dict[str, int]], now: datetime, window_s: float) -> list[MetricPoint]:
@@ -178,3 +183,18 @@ def lag_points(lag: dict[str, dict[str, int]], now: datetime, window_s: float) -
         for service, topics in sorted(lag.items())
         for topic, behind in sorted(topics.items())
     ]
+
+
+def poll_point(what: str, failed: bool, now: datetime, window_s: float) -> MetricPoint:
+    """Whether polling ``what`` (consumer_lag) failed this window, as a gauge point."""
+    return MetricPoint(
+        event_id=f"{POLL_FAILED}|{what}|{now.isoformat()}",
+        event_time=now,
+        name=POLL_FAILED,
+        kind=MetricKind.GAUGE,
+        labels={"poll": what},
+        window_start=now - timedelta(seconds=window_s),
+        window_end=now,
+        count=1,
+        value=1.0 if failed else 0.0,
+    )

@@ -30,6 +30,13 @@ class MonitoringSettings(BaseSettings):
         description="How long past its end a window waits for late events before it closes; "
         "later ones are counted as late (monitoring_late_events), not merged.",
     )
+    max_future_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How far ahead of the wall clock a record's event time may be; a later "
+        "one is counted as monitoring_future_events where it arrived and moves no window "
+        "(one wrong clock would otherwise close every window before its time).",
+    )
     rules_file: Path = Field(default=RULES_FILE, description="The alert rules (YAML).")
     retrieval_threshold: float = Field(
         default=0.3,

@@ -21,6 +21,7 @@ from shared.events import MetricKind, MetricPoint
 # A quantile within 1% of the true value, whatever the scale (latencies, scores, tokens).
 RELATIVE_ACCURACY = 0.01
 LATE = "monitoring_late_events"
+FUTURE = "monitoring_future_events"
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -113,6 +114,8 @@ class Windows:
 
     size_s: float
     grace_s: float
+    # how far ahead of the wall clock a record's event time may be; None: no bound
+    max_future_s: float | None = None
     watermark: datetime | None = None
     open: dict[datetime, dict[tuple[str, Labels], Aggregate]] = field(default_factory=dict)
     closed_before: datetime | None = None  # every window starting earlier has closed
@@ -122,10 +125,23 @@ class Windows:
         ts = t.timestamp()
         return datetime.fromtimestamp(ts - ts % self.size_s, UTC)
 
-    def add(self, t: datetime, observations: Iterable[Observation]) -> datetime:
+    def add(
+        self, t: datetime, observations: Iterable[Observation], now: datetime | None = None
+    ) -> datetime:
         """Count a record's observations at event time ``t``; returns the start of the window
         it counts in. A record whose window has closed is late: it is counted as late in the
-        newest open window, and that window's start is returned."""
+        newest open window, and that window's start is returned. A record more than
+        ``max_future_s`` ahead of ``now`` (the wall clock) is counted as a future event in
+        the window of ``now`` and moves no watermark: one wrong clock must not close every
+        window before its time."""
+        if self.max_future_s is not None:
+            now = now or datetime.now(UTC)
+            if t > now + timedelta(seconds=self.max_future_s):
+                arrived = self.start_of(now)
+                if self.closed_before is not None:
+                    arrived = max(arrived, self.closed_before)
+                self._series(arrived, FUTURE, MetricKind.COUNTER, ()).add(1.0)
+                return arrived
         start = self.start_of(t)
         self.watermark = t if self.watermark is None else max(self.watermark, t)
         if self.closed_before is not None and start < self.closed_before:
@@ -162,22 +178,27 @@ class Windows:
 
     def close(self) -> list[tuple[datetime, datetime, list[MetricPoint]]]:
         """Close every window whose end plus grace the watermark has passed, oldest first:
-        (start, end, its points) for each, a window with no data included (rules need to
-        see that nothing came)."""
+        (start, end, its points) for each window that holds data, and for the newest one
+        closed even when it holds none (rules need to see that nothing came). The empty
+        windows before it are skipped, not walked: closing costs the windows with data,
+        however far the watermark moved."""
         first = self._oldest()
         if first is None or self.watermark is None:
             return []
         size = timedelta(seconds=self.size_s)
         grace = timedelta(seconds=self.grace_s)
+        last = self.start_of(self.watermark - size - grace)  # the newest window now due
+        if last < first:
+            return []
+        starts = sorted(s for s in self.open if s <= last)
+        if not starts or starts[-1] != last:
+            starts.append(last)
         out = []
-        start = first
-        while start + size + grace <= self.watermark:
+        for start in starts:
             series = self.open.pop(start, {})
             end = start + size
             points = [agg.point(n, labels, start, end) for (n, labels), agg in series.items()]
             points.sort(key=lambda p: p.key)
             out.append((start, end, points))
-            start = end
-        if out:
-            self.closed_before = start
+        self.closed_before = last + size
         return out

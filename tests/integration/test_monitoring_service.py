@@ -24,6 +24,7 @@ from shared.topics import (
     MONITORING_METRICS,
     TOPICS,
 )
+from tests.kafka_helpers import choke
 from tests.kafka_helpers import llmops as run_cli
 from tests.kafka_helpers import wait_for as poll
 
@@ -200,24 +201,52 @@ def test_a_bad_record_is_dead_lettered_and_the_windows_go_on(
     kafka_bootstrap: str, topic_prefix: str, start_service: Any, tmp_path: Path
 ) -> None:
     b, p = kafka_bootstrap, topic_prefix
-    start_service("monitoring", **monitoring_env(tmp_path))
-    send(b, p, [*traces(0, "ok", 2), b'{"trace_id": "broken"}', *traces(3, "ok", 1)])
+    choking = "a question monitoring chokes on"
+    start_service(
+        "monitoring",
+        **monitoring_env(tmp_path),
+        **choke({"services.monitoring.observe:observe": choking}),
+    )
+    planted = traces(1, "ok", 1)[0].model_copy(update={"question": choking})
+    # two days ahead of the clock: it used to move the watermark, and everything after it
+    # counted as late until that hour came
+    future = traces(2, "ok", 1)[0].model_copy(update={"event_time": at(0) + timedelta(days=2)})
+    send(
+        b, p, [*traces(0, "ok", 2), b'{"trace_id": "broken"}', planted, future, *traces(3, "ok", 1)]
+    )
     letters = wait_for(
-        lambda: [DeadLetter.from_bytes(r.value) for r in read_to_end(b, MONITORING_DLQ.name(p))]
+        lambda: (
+            got
+            if len(
+                got := [
+                    DeadLetter.from_bytes(r.value) for r in read_to_end(b, MONITORING_DLQ.name(p))
+                ]
+            )
+            >= 2
+            else None
+        )
     )
     assert [(d.stage, d.error_type, d.topic) for d in letters] == [
-        ("monitoring.decode", "ValidationError", INFERENCE_COMPLETED.name(p))
+        ("monitoring.decode", "ValidationError", INFERENCE_COMPLETED.name(p)),
+        ("monitoring", "PlantedFailure", INFERENCE_COMPLETED.name(p)),
     ]
-    points = wait_for(
-        lambda: [
-            pt
-            for r in read_to_end(b, MONITORING_METRICS.name(p))
-            if (pt := MetricPoint.from_bytes(r.value)).name == "inference_requests"
-        ]
-    )
-    # the window around the bad record counts the two valid ones (later windows may close too:
-    # with no input for a window and its grace, the wall clock moves time on)
-    assert {pt.window_start: pt.count for pt in points}[at(0)] == 2
+
+    def points() -> dict[str, dict[datetime, int]]:
+        out: dict[str, dict[datetime, int]] = {}
+        for r in read_to_end(b, MONITORING_METRICS.name(p)):
+            pt = MetricPoint.from_bytes(r.value)
+            out.setdefault(pt.name, {})[pt.window_start] = pt.count
+        return out
+
+    got = wait_for(lambda: got if "monitoring_future_events" in (got := points()) else None)
+    assert got, points()
+    # the windows around the bad records count the valid ones, in their own windows (later
+    # windows may close too: with no input for a window and its grace, the wall clock moves
+    # time on); the future record is counted where it arrived, and nothing came late
+    requests = got["inference_requests"]
+    assert requests[at(0)] == 2 and requests[at(30)] == 1, requests
+    assert sum(got["monitoring_future_events"].values()) == 1
+    assert "monitoring_late_events" not in got
 
 
 def test_late_events_inside_the_grace_count_and_later_ones_are_counted_as_late(
@@ -227,7 +256,7 @@ def test_late_events_inside_the_grace_count_and_later_ones_are_counted_as_late(
 
     def one(at_s: float, name: str) -> InferenceTrace:
         return InferenceTrace(
-            trace_id=f"late-{name}",
+            trace_id=f"late-event-{name}",
             tenant="acme",
             api_key_id="k1",
             question="q?",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from services.monitoring.alerts import (
 from services.monitoring.commands import alert_line, point_line
 from services.monitoring.drift import Reference, mmd_test, sampled, score_shift
 from services.monitoring.exposition import Exposition
-from services.monitoring.observe import lag_points, observe
+from services.monitoring.observe import LAG, POLL_FAILED, lag_points, observe, poll_point
 from services.monitoring.settings import RULES_FILE
 from services.monitoring.windows import LATE, Observation, Windows
 from shared.events import AlertState, InferenceTrace, MetricKind, MetricPoint
@@ -74,8 +75,28 @@ def test_windows_without_data_still_close_and_replays_give_the_same_points() -> 
         return [(s, pts) for s, _, pts in w.close()]
 
     first = run()
-    assert [(s, len(p)) for s, p in first] == [(at(0), 1), (at(10), 0), (at(20), 0)]
+    # the newest window closed is there even without data; the empty ones before it are not
+    assert [(s, len(p)) for s, p in first] == [(at(0), 1), (at(20), 0)]
     assert run() == first  # event ids and times too
+
+
+def test_a_far_future_event_moves_no_window_and_closing_skips_empty_ones() -> None:
+    w = Windows(size_s=60, grace_s=10, max_future_s=300)
+    now = at(30)
+    w.add(at(20), [Observation("n", MetricKind.COUNTER, ())], now=now)
+    start = w.add(at(48 * 3600), [Observation("n", MetricKind.COUNTER, ())], now=now)
+    assert start == at(0), "counted where it arrived"
+    assert w.watermark == at(20) and not w.closable(), "the watermark did not move"
+    w.add(at(100), [Observation("n", MetricKind.COUNTER, ())], now=at(100))
+    ((s, _, points),) = w.close()
+    by = {p.name: p.count for p in points}
+    assert s == at(0) and by == {"n": 1, "monitoring_future_events": 1}
+    # a year-2999 stamp within the bound (a clock that is right, much later): the windows in
+    # between are not walked, only the ones with data and the newest are closed
+    far = datetime(2999, 1, 1, tzinfo=UTC)
+    w.add(far, [], now=far)
+    closed = w.close()
+    assert [c[0] for c in closed] == [at(60), w.start_of(far - timedelta(seconds=70))]
 
 
 def trace(status: str = "ok", total: float = 120.0, score: float = 0.8) -> bytes:
@@ -285,3 +306,18 @@ def test_retrieval_scores_shift_and_the_reference_rolls_or_stays_pinned() -> Non
     assert pinned.sample()[1] == [1.0, 2.0]
     assert sampled("abc", 1.0) and not sampled("abc", 0.0)
     assert sampled("abc", 0.5) == sampled("abc", 0.5)
+
+
+def test_monitoring_that_cannot_poll_fires_its_own_alert() -> None:
+    (rule_,) = [r for r in load_rules(RULES_FILE) if r.metric == POLL_FAILED]
+    states: dict[Any, Any] = {}
+    fired = []
+    for minute in range(4):  # a failed poll every window: consumer lag is unknown
+        now = at(60 * minute)
+        states, alerts = evaluate([rule_], [poll_point(LAG, True, now, 60)], states, now)
+        fired += alerts
+    assert [(a.rule, a.state) for a in fired] == [("MonitoringPollFailing", AlertState.FIRING)]
+    assert fired[0].labels["poll"] == "consumer_lag"
+    ok = at(60 * 4)
+    _, later = evaluate([rule_], [poll_point(LAG, False, ok, 60)], states, ok)
+    assert later == [], "keep_firing_for holds it a while"
