@@ -23,6 +23,7 @@ from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
 from shared.embedder import get_embedder
 from shared.events import DocumentEvent
+from shared.kafka.admin import create_topics
 from shared.settings import PlatformSettings, QdrantSettings
 from shared.topics import INFERENCE_COMPLETED
 from shared.vector_store import VectorStore
@@ -68,6 +69,8 @@ def api(
         platform=PlatformSettings(data_dir=tmp),
     )
     llm = make_llm(s)
+    # the broker creates no topic a client asks for: the traces' topic is made as declared
+    create_topics(kafka_bootstrap, "fuzz.")
     publisher = TracePublisher(kafka_bootstrap, INFERENCE_COMPLETED.name("fuzz."))
     yield create_app(build_runtime(s, store, llm, publisher)), key
     store.close()

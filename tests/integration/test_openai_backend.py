@@ -27,6 +27,7 @@ from shared.events import DocumentEvent
 from shared.http import wait_ok
 from shared.kafka.broker import free_port
 from shared.settings import PlatformSettings, QdrantSettings
+from shared.topics import INFERENCE_COMPLETED
 from shared.vector_store import VectorStore
 
 pytestmark = pytest.mark.integration
@@ -66,7 +67,7 @@ def openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_queries_through_an_openai_compatible_server(
-    openai_server: str, kafka_bootstrap: str, tmp_path: Path
+    openai_server: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     store = VectorStore.open(
         QdrantSettings(path=tmp_path / "q"), PlatformSettings(data_dir=tmp_path)
@@ -99,7 +100,14 @@ def test_queries_through_an_openai_compatible_server(
         )
         # the packaged Gemma is a base model: served, it is driven through /v1/completions
         llm = OpenAICompatLLM(openai_server, "none", "gemma-270m", 60, 2048, mode="completion")
-        app = create_app(build_runtime(s, store, llm, TracePublisher(kafka_bootstrap, "t")))
+        app = create_app(
+            build_runtime(
+                s,
+                store,
+                llm,
+                TracePublisher(kafka_bootstrap, INFERENCE_COMPLETED.name(topic_prefix)),
+            )
+        )
         with TestClient(app) as c:
             r = c.post(
                 "/v1/query",
