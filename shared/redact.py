@@ -48,6 +48,7 @@ def _iban_ok(m: re.Match[str]) -> bool:
     return bool(_iban.is_valid(m.group().upper()))
 
 
+_PREFIX_LENGTH = re.compile(r"/\d{1,3}\b")
 _VERSION_BEFORE = re.compile(r"(?:\bv|version\s*|release\s*)$", re.IGNORECASE)
 
 
@@ -79,6 +80,8 @@ def _ip_checker(private: bool) -> Callable[[re.Match[str]], bool]:
         before = m.string[max(0, m.start() - 10) : m.start()]
         if _VERSION_BEFORE.search(before):
             return False  # "v10.2.0.1", "version 1.2.3.4"
+        if _PREFIX_LENGTH.match(m.string, m.end()):
+            return False  # a network in CIDR notation (10.0.0.0/8, fc00::/7): nobody's address
         try:
             address = ipaddress.ip_address(candidate)
         except ValueError:
