@@ -187,6 +187,17 @@ def folded(text: str) -> str:
     )
 
 
+def _masked(text: str, spans: list[tuple[int, int, str]]) -> str:
+    """``text`` with each span blanked out (the same length), in one pass: blanking each in
+    turn copied the text once per match (a document of 10,000 e-mail addresses)."""
+    parts, at = [], 0
+    for start, end, _ in spans:  # in order and apart: one detector's matches
+        parts += [text[at:start], "\0" * (end - start)]
+        at = end
+    parts.append(text[at:])
+    return "".join(parts)
+
+
 @dataclass(frozen=True)
 class Redactor:
     """Applies a chosen set of detectors, in a fixed order."""
@@ -213,17 +224,17 @@ class Redactor:
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """Where personal data is in ``text``: (start, end, detector), in order."""
-        view = folded(text)
+        masked = folded(text)
         found: list[tuple[int, int, str]] = []
         for det in self.detectors:
-            masked = view
-            for start, end, _ in found:  # what one detector took, the next cannot take again
-                masked = masked[:start] + "\0" * (end - start) + masked[end:]
-            found += [
+            new = [
                 (m.start(), m.end(), det.name)
                 for m in det.pattern.finditer(masked)
                 if det.confirm(m)
             ]
+            if new:
+                found += new
+                masked = _masked(masked, new)  # what one detector took, no later one takes
         return sorted(found)
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:

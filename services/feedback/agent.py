@@ -155,6 +155,13 @@ def build_app(
     )
     scorer = Scorer(embedder or Embedder(settings.model), settings.support_threshold)
     trace_ids = settings.platform.trace_ids()
+    if settings.platform.trace_secret is None:
+        log.info(
+            "feedback: LLMOPS_TRACE_SECRET is unset; trace ids are checked with the secret kept "
+            "in %s, so traces from an API that does not share that folder are dead-lettered "
+            "(ForgedTraceId)",
+            settings.platform.data_dir,
+        )
     redactor = Redactor.named(DETECTORS)
     # the agent and the sweep both change states; each takes its turn whole
     lock = asyncio.Lock()
