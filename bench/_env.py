@@ -9,12 +9,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.events import DocumentIndexed
+from shared.contracts.events import DocumentIndexed
+from shared.contracts.trace_ids import TraceIds
 from shared.kafka.admin import create_topics
 from shared.kafka.broker import LocalBroker, free_port, local_broker
 from shared.kafka.reader import wait_for_events
 from shared.settings import PlatformSettings
-from shared.trace_ids import TraceIds
 
 # what the services started by a bench sign and check trace ids with
 BENCH_TRACE_SECRET = "bench-trace-secret"

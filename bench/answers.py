@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.store.open import open_store
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -147,13 +149,12 @@ def build_store(tmp: Path) -> Any:
     from services.embedding.indexer import Indexer
     from services.ingestion.logic import Ingestor
     from services.ingestion.settings import IngestionSettings
-    from shared.embedder import get_embedder
-    from shared.events import DocumentEvent
+    from shared.contracts.events import DocumentEvent
+    from shared.contracts.upstream import events_from_paths
+    from shared.models.embedder import get_embedder
     from shared.settings import PlatformSettings, QdrantSettings
-    from shared.upstream import events_from_paths
-    from shared.vector_store import VectorStore
 
-    store = VectorStore.open(QdrantSettings(path=tmp / "q"), PlatformSettings(data_dir=tmp))
+    store = open_store(QdrantSettings(path=tmp / "q"), PlatformSettings(data_dir=tmp))
     ing = Ingestor.from_settings(IngestionSettings())
     events = [e for e in events_from_paths(CORPUS, TENANT) if isinstance(e, DocumentEvent)]
     Indexer(store, get_embedder()).index([ing.to_batch(e) for e in events])

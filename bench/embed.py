@@ -30,10 +30,10 @@ from bench.ingest import make_docs  # noqa: E402
 from bench.retrieval import baseline, debian_packages  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
-from shared.embedder import Embedder  # noqa: E402
-from shared.events import ChunkBatch, DocumentEvent  # noqa: E402
-from shared.kafka.producer import make_producer  # noqa: E402
-from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, INGEST_DOCUMENTS  # noqa: E402
+from shared.contracts.events import ChunkBatch, DocumentEvent  # noqa: E402
+from shared.contracts.producer import make_producer  # noqa: E402
+from shared.contracts.topics import DOCS_CHUNKS, DOCS_INDEXED, INGEST_DOCUMENTS  # noqa: E402
+from shared.models.embedder import Embedder  # noqa: E402
 from tests.kafka_helpers import ServiceProcess  # noqa: E402
 
 

@@ -28,18 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kafka import KafkaProducer  # noqa: E402
 
 from bench._env import BenchKafka  # noqa: E402
-from services.feedback.agent import Scorer, answered  # noqa: E402
 from services.feedback.logic import Waiting, on_feedback, on_trace  # noqa: E402
 from services.feedback.settings import FeedbackSettings  # noqa: E402
-from shared.embedder import get_embedder  # noqa: E402
-from shared.events import (  # noqa: E402
+from services.feedback.worker import Scorer, answered  # noqa: E402
+from shared.contracts.events import (  # noqa: E402
     EvalResult,
     FeedbackEvent,
     InferenceTrace,
     RetrievedChunk,
 )
+from shared.contracts.topics import EVAL_RESULTS, FEEDBACK_EVENTS, INFERENCE_COMPLETED  # noqa: E402
 from shared.kafka.reader import end_offsets  # noqa: E402
-from shared.topics import EVAL_RESULTS, FEEDBACK_EVENTS, INFERENCE_COMPLETED  # noqa: E402
+from shared.models.embedder import get_embedder  # noqa: E402
 from tests.kafka_helpers import ServiceProcess, consume  # noqa: E402
 
 WORDS = (
@@ -119,7 +119,7 @@ def thumbs(t: InferenceTrace, i: int) -> FeedbackEvent:
 
 def in_process_rate(traces: list[InferenceTrace], batch: int) -> float:
     """Traces per second for the service's own scoring code, batch by batch."""
-    scorer = Scorer(get_embedder(), FeedbackSettings().support_threshold)
+    scorer = Scorer(get_embedder().encode, FeedbackSettings().support_threshold)
     scorer.traces({t.trace_id: answered(t) for t in traces[:batch]})  # warm-up
     t0 = time.perf_counter()
     for i in range(0, len(traces), batch):
@@ -129,7 +129,7 @@ def in_process_rate(traces: list[InferenceTrace], batch: int) -> float:
 
 def state_bytes_per_100k(traces: list[InferenceTrace], n: int = 10_000) -> float:
     """Memory of the table's keys and values for ``n`` scored, rated traces, scaled."""
-    scorer = Scorer(get_embedder(), FeedbackSettings().support_threshold)
+    scorer = Scorer(get_embedder().encode, FeedbackSettings().support_threshold)
     sample = traces[:64]
     metrics = scorer.traces({t.trace_id: answered(t) for t in sample})
     tracemalloc.start()

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._env import BenchKafka  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
-from shared.events import DocumentEvent  # noqa: E402
+from shared.contracts.events import DocumentEvent  # noqa: E402
+from shared.contracts.topics import DOCS_CHUNKS, INGEST_DOCUMENTS  # noqa: E402
+from shared.contracts.upstream import publish_documents  # noqa: E402
 from shared.kafka.reader import end_offsets  # noqa: E402
-from shared.topics import DOCS_CHUNKS, INGEST_DOCUMENTS  # noqa: E402
-from shared.upstream import publish_documents  # noqa: E402
 from tests.kafka_helpers import ServiceProcess, consume  # noqa: E402
 
 VOCAB = [

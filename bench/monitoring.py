@@ -32,10 +32,10 @@ from services.monitoring.drift import DriftMeter, Reference  # noqa: E402
 from services.monitoring.observe import observe  # noqa: E402
 from services.monitoring.settings import MonitoringSettings  # noqa: E402
 from services.monitoring.windows import Windows  # noqa: E402
-from shared.embedder import Embedder  # noqa: E402
-from shared.events import Alert, InferenceTrace, MetricPoint, RetrievedChunk  # noqa: E402
+from shared.contracts.events import Alert, InferenceTrace, MetricPoint, RetrievedChunk  # noqa: E402
+from shared.contracts.topics import INFERENCE_COMPLETED, MONITORING_ALERTS, MONITORING_METRICS  # noqa: E402
 from shared.kafka.reader import read_to_end  # noqa: E402
-from shared.topics import INFERENCE_COMPLETED, MONITORING_ALERTS, MONITORING_METRICS  # noqa: E402
+from shared.models.embedder import Embedder  # noqa: E402
 from tests.kafka_helpers import ServiceProcess  # noqa: E402
 
 WINDOW_S, GRACE_S, FOR_S = 5, 1, 10

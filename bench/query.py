@@ -49,12 +49,17 @@ from services.inference.prompts import choose, load_prompts, parse_split  # noqa
 from services.inference.settings import InferenceSettings  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
-from shared.embedder import get_embedder  # noqa: E402
 from shared.http import wait_ok  # noqa: E402
 from shared.kafka.broker import free_port, local_broker  # noqa: E402
-from shared.retrieval import access_keys, retrieve  # noqa: E402
+from shared.models.embedder import get_embedder  # noqa: E402
 from shared.settings import PlatformSettings, QdrantSettings  # noqa: E402
-from shared.vector_store import PUBLIC, Point, VectorStore  # noqa: E402
+from shared.store.base import Point, VectorStore  # noqa: E402
+from shared.store.open import open_store
+from shared.store.payload import (
+    PUBLIC,
+    access_keys,  # noqa: E402
+)
+from shared.store.retrieval import retrieve  # noqa: E402
 from tests.kafka_helpers import ServiceProcess  # noqa: E402
 
 QUESTIONS = [
@@ -119,7 +124,7 @@ def main() -> None:
     sizes = sorted(int(x) for x in args.sizes.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench-query-"))
     platform = PlatformSettings(data_dir=tmp)
-    store = VectorStore.open(QdrantSettings(path=tmp / "q"), platform)
+    store = open_store(QdrantSettings(path=tmp / "q"), platform)
     ing = Ingestor.from_settings(IngestionSettings())
     docs = make_docs(150, 300)
     Indexer(store, get_embedder()).index(
@@ -198,7 +203,7 @@ def main() -> None:
         store.close()
         raw_dir = tmp / f"q-raw-{size}"
         shutil.copytree(tmp / "q", raw_dir)
-        raw_store = VectorStore.open(QdrantSettings(path=raw_dir), platform)
+        raw_store = open_store(QdrantSettings(path=raw_dir), platform)
         raw_parts: list[dict[str, float]] = []
 
         def raw_once(q: str) -> float:
@@ -277,7 +282,7 @@ def main() -> None:
         server.stop()
         raw_store.close()
         shutil.rmtree(raw_dir)
-        store = VectorStore.open(QdrantSettings(path=tmp / "q"), platform)
+        store = open_store(QdrantSettings(path=tmp / "q"), platform)
         per_size.append((size, api, raw, served, raw_parts))
     broker.stop()
     store.close()

@@ -39,15 +39,16 @@ from bench._env import BenchKafka, wait_for  # noqa: E402
 from services.inference.auth import new_key  # noqa: E402
 from services.inference.client import connect  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
-from shared.embedder import Embedder, get_embedder  # noqa: E402
-from shared.events import DocumentEvent  # noqa: E402
+from shared.contracts.events import DocumentEvent  # noqa: E402
+from shared.contracts.topics import DOCS_INDEXED  # noqa: E402
+from shared.contracts.upstream import publish_documents  # noqa: E402
 from shared.http import wait_ok  # noqa: E402
 from shared.kafka.broker import free_port  # noqa: E402
-from shared.retrieval import retrieve  # noqa: E402
+from shared.models.embedder import Embedder, get_embedder  # noqa: E402
 from shared.settings import PlatformSettings, QdrantSettings  # noqa: E402
-from shared.topics import DOCS_INDEXED  # noqa: E402
-from shared.upstream import publish_documents  # noqa: E402
-from shared.vector_store import Fusion, SearchMode, VectorStore  # noqa: E402
+from shared.store.base import Fusion, SearchMode  # noqa: E402
+from shared.store.open import open_store
+from shared.store.retrieval import retrieve  # noqa: E402
 from tests.kafka_helpers import ServiceProcess  # noqa: E402
 
 TENANT = "bench"
@@ -207,7 +208,7 @@ def main() -> None:
         server.stop()
 
     # The same store in this process (the API has let it go): fusions, and no threshold.
-    store = VectorStore.open(
+    store = open_store(
         QdrantSettings(), PlatformSettings(data_dir=kafka.tmp / "data"), kafka.prefix
     )
     embedder = get_embedder()

@@ -8,12 +8,12 @@ import click
 
 from services import dev, host
 from services.embedding.commands import commands as embedding_commands
+from services.evaluation.commands import commands as evaluation_commands
 from services.feedback.commands import commands as feedback_commands
 from services.inference.commands import commands as inference_commands
-from services.inference.local import answerer
 from services.ingestion.commands import commands as ingestion_commands
 from services.monitoring.commands import commands as monitoring_commands
-from shared.cli import PROVIDERS, platform
+from shared.cli import platform
 from shared.logs import hold_back_repeats, quiet_libraries
 from shared.settings import PlatformSettings
 
@@ -23,6 +23,7 @@ GROUPS = (
     embedding_commands,
     inference_commands,
     feedback_commands,
+    evaluation_commands,
     monitoring_commands,
 )
 
@@ -45,8 +46,6 @@ def main(verbose: bool) -> None:
 
 
 def _assemble() -> None:
-    # offline evaluation (feedback) answers cases with inference's code, without importing it
-    PROVIDERS["answer_in_process"] = answerer
     for command in (host.run_command, dev.dev_command):
         main.add_command(command)
     for group in GROUPS:

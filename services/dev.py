@@ -12,11 +12,11 @@ import click
 
 from services import host
 from shared.cli import Context, pass_context
-from shared.events import ChunkBatch, DocumentIndexed
+from shared.contracts.events import ChunkBatch, DocumentIndexed
+from shared.contracts.topics import DOCS_CHUNKS, DOCS_INDEXED
+from shared.contracts.upstream import events_from_paths, publish_documents
 from shared.http import wait_ok
 from shared.kafka.reader import end_offsets, wait_for_events
-from shared.topics import DOCS_CHUNKS, DOCS_INDEXED
-from shared.upstream import events_from_paths, publish_documents
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def run_dev(ctx: Context, corpus: list[Path], tenant: str = "default") -> None:
 @pass_context
 def dev_command(ctx: Context, corpus: tuple[Path, ...], tenant: str) -> None:
     """Dev mode (`make run`): start the broker and every service, ingest CORPUS, keep serving."""
-    from shared.vector_store import StoreError
+    from shared.store.base import StoreError
 
     try:
         run_dev(ctx, list(corpus), tenant)

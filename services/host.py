@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import click
 
 from shared.cli import Context, pass_context
-from shared.vector_store import StoreError
+from shared.store.base import StoreError
+from shared.store.open import open_store
 
 if TYPE_CHECKING:
     import faust
     import uvicorn
 
-    from shared.embedder import Embedder
-    from shared.vector_store import VectorStore
+    from shared.models.embedder import Embedder
+    from shared.store.base import VectorStore
 
     Part = faust.App | uvicorn.Server
 
@@ -57,15 +58,14 @@ class Process:
     @cached_property
     def store(self) -> VectorStore:
         """The vector store: embedded (one process owns it) or a Qdrant server."""
-        from shared.vector_store import VectorStore
 
-        store = VectorStore.open(self.ctx.qdrant, self.ctx.platform, self.ctx.prefix)
+        store = open_store(self.ctx.qdrant, self.ctx.platform, self.ctx.prefix)
         self._opened_store = True
         return store
 
     def embedder(self, model: str) -> Embedder:
         """The process's one copy of an embedding model."""
-        from shared.embedder import get_embedder
+        from shared.models.embedder import get_embedder
 
         return get_embedder(model)
 
@@ -229,7 +229,7 @@ def serve(parts: Sequence[Part], loglevel: str) -> None:
     """
     import faust
 
-    from shared.worker import run_worker
+    from shared.kafka.worker import run_worker
 
     apps = [p for p in parts if isinstance(p, faust.App)]
     servers = [p for p in parts if not isinstance(p, faust.App)]

@@ -12,14 +12,13 @@ from typing import Any, TypeVar
 
 import click
 
+from shared.kafka.broker import configured_broker, ensure_kafka
 from shared.settings import (
     DEFAULT_API_HOST,
     DEFAULT_API_PORT,
     KafkaSettings,
     PlatformSettings,
     QdrantSettings,
-    configured_broker,
-    ensure_kafka,
 )
 
 S = TypeVar("S")
@@ -88,10 +87,6 @@ pass_context = click.make_pass_decorator(Context, ensure=True)
 
 # The key `make run` writes for the CLI's own calls to the API, under LLMOPS_DATA_DIR.
 DEV_KEY_FILE = "dev_api_key"
-
-# What one command of a service may use of another without importing it, registered by the
-# CLI that assembles them (`services/cli.py`): name -> factory.
-PROVIDERS: dict[str, Callable[..., Any]] = {}
 
 
 def api_url(given: str | None) -> str:
@@ -169,14 +164,14 @@ def kafka_status(ctx: Context) -> None:
 
 @platform.group()
 def topics() -> None:
-    """Manage the platform's topics (declared once in shared/topics.py)."""
+    """Manage the platform's topics (declared once in shared/contracts/topics.py)."""
 
 
 @topics.command("create")
 @pass_context
 def topics_create(ctx: Context) -> None:
     """Create every declared topic that is missing (idempotent)."""
-    from shared.topics import TOPICS
+    from shared.contracts.topics import TOPICS
 
     created = ctx.ensure_topics()
     for t in TOPICS:
@@ -190,7 +185,7 @@ def topics_create(ctx: Context) -> None:
 @topics.command("list")
 def topics_list() -> None:
     """Print the declared topics with their contracts."""
-    from shared.topics import TOPICS
+    from shared.contracts.topics import TOPICS
 
     for t in TOPICS:
         click.echo(
@@ -208,7 +203,7 @@ def schemas() -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def schemas_export(directory: Path) -> None:
     """Write one JSON Schema file per event model into DIRECTORY."""
-    from shared.schemas import export_schemas
+    from shared.contracts.schemas import export_schemas
 
     for path in export_schemas(directory):
         click.echo(str(path))

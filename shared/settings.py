@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.contracts.topics import DEFAULT_MAX_MESSAGE_BYTES
+
 if TYPE_CHECKING:
-    from shared.kafka.broker import LocalBroker
-    from shared.trace_ids import TraceIds
+    from shared.contracts.trace_ids import TraceIds
 
 
 # Largest record the platform produces (a document's chunk batch can be a few times its event);
 # topics are created with it and producers are configured with it.
-DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 # Where the inference API listens by default; the CLI's commands that call it start here.
 DEFAULT_API_HOST, DEFAULT_API_PORT = "127.0.0.1", 8000
@@ -72,7 +72,7 @@ class PlatformSettings(BaseSettings):
 
     def trace_ids(self) -> TraceIds:
         """The trace ids of this platform (the secret, or the one kept in data_dir)."""
-        from shared.trace_ids import TraceIds, trace_secret
+        from shared.contracts.trace_ids import TraceIds, trace_secret
 
         given = self.trace_secret.get_secret_value() if self.trace_secret else None
         return TraceIds(trace_secret(given, self.data_dir))
@@ -115,29 +115,6 @@ class KafkaSettings(BaseSettings):
     start_timeout_s: float = Field(
         default=90.0, description="How long to wait for the local broker to answer metadata."
     )
-
-
-def configured_broker(kafka: KafkaSettings, platform: PlatformSettings) -> LocalBroker:
-    """The local broker these settings describe (not started)."""
-    from shared.kafka.broker import local_broker
-
-    return local_broker(
-        platform.data_dir,
-        platform.cache_dir,
-        kafka.local_port,
-        kafka.local_controller_port,
-        kafka.local_heap,
-        kafka.start_timeout_s,
-    )
-
-
-def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
-    """The cluster to use: the configured one, else the local broker, started if needed."""
-    if kafka.bootstrap_servers:
-        return kafka.bootstrap_servers
-    broker = configured_broker(kafka, platform)
-    broker.start()
-    return broker.bootstrap
 
 
 class QdrantSettings(BaseSettings):

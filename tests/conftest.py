@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.store.open import open_store
 from tests.kafka_helpers import TEST_TRACE_SECRET, ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,18 +113,18 @@ def qdrant_server_url() -> Iterator[str]:
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     """A fresh, empty vector store on each backend in turn."""
     from shared.settings import PlatformSettings, QdrantSettings
-    from shared.store_client import ClientStore
-    from shared.vector_store import VectorStore
+    from shared.store.base import VectorStore
+    from shared.store.client import ClientStore
 
     alias = f"c{uuid.uuid4().hex[:10]}"
     store: VectorStore
     if request.param == "qdrant-edge":
-        store = VectorStore.open(QdrantSettings(alias=alias), PlatformSettings(data_dir=tmp_path))
+        store = open_store(QdrantSettings(alias=alias), PlatformSettings(data_dir=tmp_path))
     elif request.param == "qdrant-client-local":
         store = ClientStore.local(str(tmp_path / "local"), alias)
     else:
         url = request.getfixturevalue("qdrant_server_url")
-        store = VectorStore.open(QdrantSettings(url=url, alias=alias), PlatformSettings())
+        store = open_store(QdrantSettings(url=url, alias=alias), PlatformSettings())
     try:
         yield store
     finally:

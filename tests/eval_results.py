@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.events import EvalResult, JoinedFeedback, Metric
+from shared.contracts.events import EvalResult, JoinedFeedback, Metric
 
 
 def eval_result(

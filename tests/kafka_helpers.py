@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from shared.trace_ids import TraceIds
+from shared.contracts.trace_ids import TraceIds
 
 # The secret service processes of the tests sign and check trace ids with (service_env).
 TEST_TRACE_SECRET = "tests-trace-secret"

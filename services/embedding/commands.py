@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from shared.cli import Context, pass_context
-from shared.vector_store import VectorStore
+from shared.store.base import VectorStore
+from shared.store.open import open_store
 
 
 @click.group()
@@ -14,10 +15,10 @@ def commands() -> None:
 
 
 def _open_store(ctx: Context, convert_legacy: bool = False) -> VectorStore:
-    from shared.vector_store import StoreError
+    from shared.store.base import StoreError
 
     try:
-        return VectorStore.open(ctx.qdrant, ctx.platform, ctx.prefix, convert_legacy)
+        return open_store(ctx.qdrant, ctx.platform, ctx.prefix, convert_legacy)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -41,7 +42,7 @@ def reindex_cmd(ctx: Context, model: str | None, drop_old: bool) -> None:
     """
     from services.embedding.reindex import reindex
     from services.embedding.settings import embedding_settings
-    from shared.embedder import Embedder
+    from shared.models.embedder import Embedder
 
     settings = ctx.settings(embedding_settings)
     store = _open_store(ctx, convert_legacy=True)

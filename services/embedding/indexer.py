@@ -18,9 +18,9 @@ from services.embedding.logic import (
     stored_points,
     with_point_ids,
 )
-from shared.embedder import Embedder
-from shared.events import ChunkBatch, DocumentIndexed
-from shared.vector_store import VectorStore
+from shared.contracts.events import ChunkBatch, DocumentIndexed
+from shared.models.embedder import Embedder
+from shared.store.base import VectorStore
 
 
 @dataclass

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.events import Chunk, ChunkBatch, Op, chunk_id
-from shared.retrieval import access_keys, filterable, indexed_text
-from shared.vector_store import PUBLIC, Point, Record
+from shared.contracts.events import Chunk, ChunkBatch, Op, chunk_id
+from shared.store.base import Point, Record
+from shared.store.payload import PUBLIC, access_keys, filterable, indexed_text
 
 
 @dataclass(frozen=True)

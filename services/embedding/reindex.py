@@ -13,11 +13,11 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from services.embedding.indexer import Indexer
-from shared.embedder import Embedder
-from shared.events import ChunkBatch
+from shared.contracts.events import ChunkBatch
+from shared.contracts.topics import DOCS_CHUNKS
 from shared.kafka.reader import partitions
-from shared.topics import DOCS_CHUNKS
-from shared.vector_store import VectorStore
+from shared.models.embedder import Embedder
+from shared.store.base import VectorStore
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.feedback.scores import EVALUATOR_VERSION, cited_docs, not_scored
-from shared.events import (
+from shared.contracts.events import (
     EvalCase,
     EvalResult,
     FeedbackEvent,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.events import Metric
+from shared.contracts.events import Metric
 
 # Bump when a metric's definition changes: results of two versions do not compare.
 EVALUATOR_VERSION = "1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.model_files import DEFAULT_MODEL
+from shared.models.files import DEFAULT_MODEL
 from shared.settings import KafkaSettings, PlatformSettings, QdrantSettings
 
 DAY_S = 24 * 3600.0

@@ -31,13 +31,13 @@ from services.inference.schemas import (
 )
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
-from shared.embedder import MODEL_THREAD
-from shared.events import InferenceTrace
-from shared.events import RetrievedChunk as TracedChunk
+from shared.contracts.events import InferenceTrace
+from shared.contracts.events import RetrievedChunk as TracedChunk
+from shared.contracts.trace_ids import TraceIds
+from shared.models.embedder import MODEL_THREAD
 from shared.redact import DETECTORS, Redactor, StreamRedactor
-from shared.retrieval import Hit, query_embedder, retrieve
-from shared.trace_ids import TraceIds
-from shared.vector_store import VectorStore
+from shared.store.base import VectorStore
+from shared.store.retrieval import Hit, query_embedder, retrieve
 
 
 class QuestionTooLong(ValueError):

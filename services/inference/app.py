@@ -22,8 +22,8 @@ from services.inference.routes import router
 from services.inference.schemas import ErrorBody, FieldError
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
-from shared.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
-from shared.vector_store import VectorStore
+from shared.contracts.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
+from shared.store.base import VectorStore
 
 
 def create_app(rt: Runtime) -> FastAPI:

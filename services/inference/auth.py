@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from shared.events import GROUP_PATTERN, TENANT_PATTERN
+from shared.contracts.events import GROUP_PATTERN, TENANT_PATTERN
 
 
 class ApiKey(BaseModel):

@@ -197,7 +197,7 @@ class OpenAICompatLLM:
     def count_tokens(self, text: str) -> int:
         # The server's tokenizer is not reachable through the API; the embedding model's
         # WordPiece count is a close, slightly high estimate for English.
-        from shared.model_files import load_tokenizer
+        from shared.models.files import load_tokenizer
 
         return len(load_tokenizer().encode(text, add_special_tokens=False).ids)
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from shared.cli import Context
+from shared.store.open import open_store
 
 
 class Case(Protocol):
@@ -30,12 +31,11 @@ def answerer(ctx: Context) -> Iterator[Callable[[Case, str], Awaitable[dict[str,
     from services.inference.schemas import QueryRequest
     from services.inference.settings import inference_settings
     from services.inference.traces import TracePublisher
-    from shared.vector_store import VectorStore
 
     # temperature 0: two runs of the same prompt give the same answers, so a gate compares
     # prompts, not luck
     s = ctx.settings(inference_settings).model_copy(update={"temperature": 0.0})
-    store = VectorStore.open(ctx.qdrant, ctx.platform, ctx.prefix)
+    store = open_store(ctx.qdrant, ctx.platform, ctx.prefix)
     # never started: it drops (and counts) the traces, which are not what is measured
     unused = TracePublisher("unused:0", "unused")
     answering = Answering(s, store, make_llm(s), unused, load_prompts(s.prompts_dir))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from services.inference.schemas import Citation, RetrievedChunk
-from shared.retrieval import Hit
+from shared.store.retrieval import Hit
 
 
 def shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:

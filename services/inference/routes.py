@@ -44,7 +44,7 @@ from services.inference.schemas import (
     StreamError,
 )
 from services.inference.traces import PublishFailed
-from shared.events import FeedbackEvent
+from shared.contracts.events import FeedbackEvent
 
 router = APIRouter()
 # How often a non-streaming answer checks that its caller is still there.

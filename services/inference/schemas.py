@@ -14,7 +14,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from shared.events import (
+from shared.contracts.events import (
     FEEDBACK_NAME_PATTERN,
     INT64_MAX,
     INT64_MIN,
@@ -22,7 +22,7 @@ from shared.events import (
     FeedbackSource,
     FeedbackValue,
 )
-from shared.vector_store import SearchMode
+from shared.store.base import SearchMode
 
 FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
 # Strict: `0` is not `false`, and `"5"` is not `5`. No floats: the store matches exact

@@ -14,7 +14,7 @@ from shared.settings import (
     PlatformSettings,
     QdrantSettings,
 )
-from shared.vector_store import (
+from shared.store.base import (
     DEFAULT_FUSION,
     DEFAULT_MODE,
     DEFAULT_RRF_K,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from shared.events import Event, record_key
+from shared.contracts.events import Event, record_key
 
 log = logging.getLogger(__name__)
 

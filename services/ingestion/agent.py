@@ -1,21 +1,18 @@
-"""The ingestion agent: decode, call the pure Ingestor, publish. Nothing else lives here."""
+"""The ingestion agent: events of ingest.documents into the ``IngestionWorker``; the start's
+limit check. Nothing else lives here."""
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
 from typing import Any
 
 import faust
-from faust.types import EventT
 
-from services.ingestion.logic import Ingestor, Stale
+from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.delivery import Deliveries
-from shared.faust_app import consume_with_dlq, faust_topic, make_app
-from shared.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS
-
-log = logging.getLogger(__name__)
+from services.ingestion.worker import IngestionWorker
+from shared.contracts.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS
+from shared.kafka.delivery import Deliveries
+from shared.kafka.faust_app import consume_with_dlq, faust_topic, make_app
 
 
 class LimitsTooSmall(RuntimeError):
@@ -53,9 +50,6 @@ def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
     max_bytes = settings.kafka.max_message_bytes
     check_limits(ingestor, max_bytes, bootstrap, DOCS_CHUNKS.name(prefix))
     app = make_app("ingestion", settings.kafka, settings.platform, bootstrap)
-    source = faust_topic(app, INGEST_DOCUMENTS, prefix)
-    chunks = faust_topic(app, DOCS_CHUNKS, prefix)
-    dlq = faust_topic(app, INGEST_DLQ, prefix)
     # Newest version per document, backed by a compacted changelog so it survives restarts.
     newest = app.Table(
         "doc_versions",
@@ -67,42 +61,18 @@ def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
             value_serializer="json",
         ),
     )
-    stats: Counter[str] = Counter()
-
-    def on_dead_letter(error_type: str) -> None:
-        stats[f"dlq.{error_type}"] += 1
-
     out = Deliveries(
-        dlq, "ingestion", max_bytes, on_dead_letter, letter_values=settings.platform.dlq_values
+        faust_topic(app, INGEST_DLQ, prefix),
+        "ingestion",
+        max_bytes,
+        letter_values=settings.platform.dlq_values,
     )
+    worker = IngestionWorker(ingestor, out, faust_topic(app, DOCS_CHUNKS, prefix), newest)
+    out.on_dead_letter = worker.dead_lettered  # counted in the worker's report
 
-    async def handle(event: EventT[Any]) -> None:
-        msg = event.message
-        key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
-        result = ingestor.process(msg.value, msg.key, newest.get(key) if key else None)
-        if isinstance(result, Stale):
-            stats["stale_dropped"] += 1
-            log.info(
-                "dropped stale %s v%d (newest seen v%d)",
-                result.event.key,
-                result.event.version,
-                result.newest,
-            )
-            return
-        await out.send(event, chunks, result.key.encode(), result.to_bytes())
-        newest[result.key] = result.version
-        stats["batches"] += 1
-        stats["chunks"] += len(result.chunks)
-        for name, n in result.redactions.items():
-            stats[f"redacted.{name}"] += n
-
-    @app.agent(source, name="ingest")
+    @app.agent(faust_topic(app, INGEST_DOCUMENTS, prefix), name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
-        await consume_with_dlq(stream, handle, out, "ingestion")
+        await consume_with_dlq(stream, worker.take, out, "ingestion")
 
-    @app.timer(interval=30.0)  # type: ignore[untyped-decorator]  # faust leaves it untyped
-    async def report() -> None:
-        if stats:
-            log.info("ingestion so far: %s", dict(sorted(stats.items())))
-
+    app.timer(interval=30.0)(worker.report)
     return app

@@ -40,8 +40,13 @@ def ingest(
 
     A folder's doc ids are paths relative to it; each publish gets a new version.
     """
-    from shared.events import DocumentEvent
-    from shared.upstream import InputError, delete_event, events_from_paths, publish_documents
+    from shared.contracts.events import DocumentEvent
+    from shared.contracts.upstream import (
+        InputError,
+        delete_event,
+        events_from_paths,
+        publish_documents,
+    )
 
     if not paths and not deletes:
         raise click.UsageError("give PATHS to publish or --delete TENANT/DOC_ID")

@@ -18,7 +18,7 @@ from services.ingestion.headings import Headings, headings
 from services.ingestion.normalize import normalize
 from services.ingestion.settings import IngestionSettings
 from services.ingestion.validate import IngestError, parse_event
-from shared.events import (
+from shared.contracts.events import (
     CHUNK_NAMESPACE,
     Chunk,
     ChunkBatch,
@@ -27,9 +27,9 @@ from shared.events import (
     Op,
     chunk_id,
 )
-from shared.model_files import load_tokenizer, max_seq_length
+from shared.models.files import load_tokenizer, max_seq_length
 from shared.redact import Redactor
-from shared.retrieval import indexed_text
+from shared.store.payload import indexed_text
 
 # Per chunk, the JSON around its text (ids, hash, offsets, field names): about 210 bytes.
 CHUNK_OVERHEAD_BYTES = 320

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Callable
 from html.parser import HTMLParser
 
-from shared.events import ContentType
+from shared.contracts.events import ContentType
 
 _NOT_CONTENT = frozenset(("script", "style", "noscript", "template", "head", "svg"))
 # Blocks become paragraphs (so chunking can split between them); inline tags join their text.

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.events import DocumentEvent
+from shared.contracts.events import DocumentEvent
 
 _ID_FIELDS = {"tenant", "doc_id", "acl"}
 

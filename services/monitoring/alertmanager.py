@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from shared.events import Alert, AlertState
+from shared.contracts.events import Alert, AlertState
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.events import Alert, AlertState, MetricPoint
+from shared.contracts.events import Alert, AlertState, MetricPoint
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

@@ -6,8 +6,8 @@ import click
 
 from services.monitoring.alerts import firing_now
 from shared.cli import Context, pass_context
-from shared.events import Alert, AlertState, MetricPoint
-from shared.topics import MONITORING_ALERTS, MONITORING_METRICS
+from shared.contracts.events import Alert, AlertState, MetricPoint
+from shared.contracts.topics import MONITORING_ALERTS, MONITORING_METRICS
 
 # the figures `llmops status` shows of the last window, by metric name
 KEY_FIGURES = (

@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from shared.events import Alert, MetricPoint
+from shared.contracts.events import Alert, MetricPoint
 
 # (chart id, title, metric, field, y-axis title): one chart each, one line per series
 PANELS: tuple[tuple[str, str, str, str, str], ...] = (

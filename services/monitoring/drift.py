@@ -19,7 +19,7 @@ from datetime import datetime
 import numpy as np
 from scipy.stats import ks_2samp
 
-from shared.events import MetricKind, MetricPoint
+from shared.contracts.events import MetricKind, MetricPoint
 
 
 def sampled(trace_id: str, keep: float) -> bool:

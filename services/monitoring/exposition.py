@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from shared.events import Alert, MetricKind, MetricPoint
+from shared.contracts.events import Alert, MetricKind, MetricPoint
 
 PREFIX = "llmops_"
 # request latency buckets, in seconds: 50 ms to 2 minutes

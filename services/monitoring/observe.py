@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.monitoring.windows import Observation, labels_of
-from shared.events import (
+from shared.contracts.events import (
     ChunkBatch,
     DeadLetter,
     DocumentEvent,
@@ -26,7 +26,7 @@ from shared.events import (
     MetricPoint,
     Op,
 )
-from shared.topics import (
+from shared.contracts.topics import (
     DOCS_CHUNKS,
     DOCS_INDEXED,
     EVAL_RESULTS,

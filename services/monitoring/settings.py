@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.model_files import DEFAULT_MODEL
+from shared.models.files import DEFAULT_MODEL
 from shared.settings import KafkaSettings, PlatformSettings
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "rules" / "alerts.yaml"

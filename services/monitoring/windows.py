@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from ddsketch import DDSketch
 
-from shared.events import MetricKind, MetricPoint
+from shared.contracts.events import MetricKind, MetricPoint
 
 # A quantile within 1% of the true value, whatever the scale (latencies, scores, tokens).
 RELATIVE_ACCURACY = 0.01

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from shared.settings import DEFAULT_MAX_MESSAGE_BYTES
-from shared.topics import TOPICS, Topic
+from shared.contracts.topics import DEFAULT_MAX_MESSAGE_BYTES, TOPICS, Topic
 
 
 class TopicMismatch(RuntimeError):

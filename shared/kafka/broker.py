@@ -20,6 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.settings import KafkaSettings, PlatformSettings
+
 log = logging.getLogger(__name__)
 
 INFRA_DIR = Path(__file__).resolve().parents[2] / "infra" / "kafka"
@@ -299,3 +301,24 @@ def local_broker(
         heap=heap,
         start_timeout_s=start_timeout_s,
     )
+
+
+def configured_broker(kafka: KafkaSettings, platform: PlatformSettings) -> LocalBroker:
+    """The local broker these settings describe (not started)."""
+    return local_broker(
+        platform.data_dir,
+        platform.cache_dir,
+        kafka.local_port,
+        kafka.local_controller_port,
+        kafka.local_heap,
+        kafka.start_timeout_s,
+    )
+
+
+def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
+    """The cluster to use: the configured one, else the local broker, started if needed."""
+    if kafka.bootstrap_servers:
+        return kafka.bootstrap_servers
+    broker = configured_broker(kafka, platform)
+    broker.start()
+    return broker.bootstrap

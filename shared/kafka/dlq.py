@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from functools import lru_cache
 
-from shared.events import DeadLetter, DeadLetterValue
+from shared.contracts.events import DeadLetter, DeadLetterValue
 from shared.redact import DETECTORS, Redactor
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from kafka.admin import KafkaAdminClient, OffsetSpec
 
-GROUP_INFIX = "llmops-"  # every service's group is <prefix>llmops-<service> (shared.faust_app)
+GROUP_INFIX = (
+    "llmops-"  # every service's group is <prefix>llmops-<service> (shared.kafka.faust_app)
+)
 
 
 def consumer_lag(

@@ -9,7 +9,7 @@ from typing import TypeVar
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from shared.events import Event
+from shared.contracts.events import Event
 
 E = TypeVar("E", bound=Event)
 

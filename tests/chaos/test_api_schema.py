@@ -21,12 +21,12 @@ from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.embedder import get_embedder
-from shared.events import DocumentEvent
+from shared.contracts.events import DocumentEvent
+from shared.contracts.topics import INFERENCE_COMPLETED
 from shared.kafka.admin import create_topics
+from shared.models.embedder import get_embedder
 from shared.settings import PlatformSettings, QdrantSettings
-from shared.topics import INFERENCE_COMPLETED
-from shared.vector_store import VectorStore
+from shared.store.open import open_store
 
 pytestmark = pytest.mark.chaos
 
@@ -44,7 +44,7 @@ def api(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Any, str]]:
     tmp: Path = tmp_path_factory.mktemp("schema")
-    store = VectorStore.open(QdrantSettings(path=tmp / "q"), PlatformSettings(data_dir=tmp))
+    store = open_store(QdrantSettings(path=tmp / "q"), PlatformSettings(data_dir=tmp))
     ingestor = Ingestor.from_settings(IngestionSettings())
     Indexer(store, get_embedder()).index(
         [

@@ -11,10 +11,16 @@ from typing import Any
 
 import pytest
 
-from shared.events import DeadLetter, DocumentEvent, DocumentIndexed, chunk_id
+from shared.contracts.events import DeadLetter, DocumentEvent, DocumentIndexed, chunk_id
+from shared.contracts.producer import make_producer
+from shared.contracts.topics import (
+    DOCS_CHUNKS,
+    DOCS_INDEXED,
+    EMBEDDING_DLQ,
+    INGEST_DLQ,
+    INGEST_DOCUMENTS,
+)
 from shared.kafka.dlq import protected
-from shared.kafka.producer import make_producer
-from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, EMBEDDING_DLQ, INGEST_DLQ, INGEST_DOCUMENTS
 from tests.kafka_helpers import choke, consume
 
 pytestmark = pytest.mark.chaos

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.events import DocumentEvent, DocumentIndexed
+from shared.contracts.events import DocumentEvent, DocumentIndexed
+from shared.contracts.producer import make_producer
+from shared.contracts.topics import DOCS_INDEXED, INGEST_DOCUMENTS
 from shared.kafka.admin import create_topics
 from shared.kafka.broker import free_port, local_broker
-from shared.kafka.producer import make_producer
 from shared.settings import PlatformSettings, QdrantSettings
-from shared.topics import DOCS_INDEXED, INGEST_DOCUMENTS
-from shared.vector_store import VectorStore
+from shared.store.open import open_store
 from tests.kafka_helpers import ServiceProcess, consume
 
 pytestmark = pytest.mark.chaos
@@ -96,7 +96,7 @@ def test_a_broker_killed_mid_publish_and_mid_indexing_loses_nothing(tmp_path: Pa
         service.stop()
         broker.stop()
     # the service's own store
-    store = VectorStore.open(QdrantSettings(), PlatformSettings(data_dir=data), prefix)
+    store = open_store(QdrantSettings(), PlatformSettings(data_dir=data), prefix)
     try:
         collection = store.active()
         assert collection is not None

@@ -13,12 +13,12 @@ import pytest
 
 from services.inference.auth import new_key
 from services.inference.client import parse_sse
-from shared.events import DocumentEvent, FeedbackEvent, InferenceTrace
+from shared.contracts.events import DocumentEvent, FeedbackEvent, InferenceTrace
+from shared.contracts.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
+from shared.contracts.upstream import publish_documents
 from shared.http import wait_ok
 from shared.kafka.broker import free_port
 from shared.kafka.reader import read_to_end
-from shared.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
-from shared.upstream import publish_documents
 
 pytestmark = pytest.mark.chaos
 N_DOCS = 12

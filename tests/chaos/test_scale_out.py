@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from bench.ingest import make_docs
+from shared.contracts.topics import DOCS_CHUNKS
+from shared.contracts.upstream import publish_documents
 from shared.kafka.reader import end_offsets
-from shared.topics import DOCS_CHUNKS
-from shared.upstream import publish_documents
 from tests.kafka_helpers import consume
 
 pytestmark = [pytest.mark.chaos, pytest.mark.load_sensitive]

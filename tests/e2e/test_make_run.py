@@ -16,14 +16,14 @@ import pytest
 
 from services.dev import ASK_EXAMPLE, CURL_EXAMPLE, Example
 from services.inference.client import connect, stream_query
-from shared.events import DocumentEvent, DocumentIndexed
+from shared.contracts.events import DocumentEvent, DocumentIndexed
+from shared.contracts.topics import DOCS_INDEXED
+from shared.contracts.upstream import publish_documents
 from shared.http import wait_ok
 from shared.kafka.admin import create_topics
 from shared.kafka.broker import free_port, local_broker
 from shared.kafka.reader import read_to_end
 from shared.settings import PlatformSettings
-from shared.topics import DOCS_INDEXED
-from shared.upstream import publish_documents
 from tests.kafka_helpers import ServiceProcess, llmops, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from services.inference.auth import new_key
-from shared.events import DocumentEvent, EvalResult
+from shared.contracts.events import DocumentEvent, EvalResult
+from shared.contracts.topics import EVAL_RESULTS
+from shared.contracts.upstream import delete_event, publish_documents
 from shared.http import wait_ok
 from shared.kafka.broker import free_port
-from shared.topics import EVAL_RESULTS
-from shared.upstream import delete_event, publish_documents
 from tests.kafka_helpers import consume, llmops
 
 pytestmark = pytest.mark.e2e

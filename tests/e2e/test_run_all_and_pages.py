@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from services.inference.auth import new_key
-from shared.events import DocumentEvent
+from shared.contracts.events import DocumentEvent
+from shared.contracts.upstream import publish_documents
 from shared.http import wait_ok
 from shared.kafka.broker import free_port
-from shared.upstream import publish_documents
 from tests.browser import chromium
 
 pytestmark = pytest.mark.e2e

@@ -12,11 +12,11 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
+from shared.contracts.topics import DOCS_CHUNKS, TOPICS
 from shared.kafka import broker
 from shared.kafka.admin import TopicMismatch, create_topics
 from shared.kafka.broker import answers_metadata, free_port
 from shared.settings import PlatformSettings
-from shared.topics import DOCS_CHUNKS, TOPICS
 from tests.kafka_helpers import llmops
 
 pytestmark = pytest.mark.integration

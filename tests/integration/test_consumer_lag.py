@@ -9,8 +9,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from shared.contracts.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS, TOPICS
 from shared.kafka.lag import consumer_lag
-from shared.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS, TOPICS
 from tests.kafka_helpers import llmops
 
 pytestmark = pytest.mark.integration

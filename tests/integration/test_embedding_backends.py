@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.embedder import Embedder
-from shared.model_files import model_dir
-from shared.onnx_encoder import OnnxEncoder, OnnxUnsupported
+from shared.models.embedder import Embedder
+from shared.models.files import model_dir
+from shared.models.onnx_encoder import OnnxEncoder, OnnxUnsupported
 
 pytestmark = pytest.mark.integration
 TEXTS = [

@@ -14,13 +14,14 @@ from services.embedding.indexer import Indexer
 from services.embedding.reindex import reindex
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.embedder import get_embedder
-from shared.events import ChunkBatch, DocumentEvent, DocumentIndexed, Op
-from shared.kafka.producer import make_producer
-from shared.retrieval import retrieve
+from shared.contracts.events import ChunkBatch, DocumentEvent, DocumentIndexed, Op
+from shared.contracts.producer import make_producer
+from shared.contracts.topics import DOCS_CHUNKS, DOCS_INDEXED, EMBEDDING_DLQ
+from shared.models.embedder import get_embedder
 from shared.settings import PlatformSettings, QdrantSettings
-from shared.topics import DOCS_CHUNKS, DOCS_INDEXED, EMBEDDING_DLQ
-from shared.vector_store import VectorStore
+from shared.store.base import VectorStore
+from shared.store.open import open_store as open_configured
+from shared.store.retrieval import retrieve
 from tests.kafka_helpers import consume
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def wait_indexed(
 
 
 def open_store(data_dir: Path, prefix: str) -> VectorStore:
-    return VectorStore.open(QdrantSettings(), PlatformSettings(data_dir=data_dir), prefix)
+    return open_configured(QdrantSettings(), PlatformSettings(data_dir=data_dir), prefix)
 
 
 def index_state(store: VectorStore) -> dict[str, dict]:  # type: ignore[type-arg]
@@ -198,7 +199,7 @@ def test_reindex_swaps_alias_while_retrieval_keeps_answering(
         for i in range(40)
     ]
     publish(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), batches)
-    store = VectorStore.open(
+    store = open_store(
         QdrantSettings(path=tmp_path / "q"), PlatformSettings(data_dir=tmp_path), topic_prefix
     )
     try:
@@ -231,7 +232,7 @@ def test_reindex_swaps_alias_while_retrieval_keeps_answering(
 def test_an_old_local_mode_store_is_refused_by_run_and_converted_by_reindex(
     kafka_bootstrap: str, topic_prefix: str, service_env: dict[str, str]
 ) -> None:
-    from shared.store_client import ClientStore
+    from shared.store.client import ClientStore
     from tests.kafka_helpers import llmops
 
     data = Path(service_env["LLMOPS_DATA_DIR"])
@@ -250,7 +251,7 @@ def test_an_old_local_mode_store_is_refused_by_run_and_converted_by_reindex(
     done = llmops("reindex", env=service_env, timeout_s=300)
     assert done.returncode == 0, done.stderr
     assert "qdrant.local-mode-" in done.stdout and "5 points" in done.stdout
-    store = VectorStore.open(QdrantSettings(), PlatformSettings(data_dir=data), topic_prefix)
+    store = open_store(QdrantSettings(), PlatformSettings(data_dir=data), topic_prefix)
     try:
         assert store.backend == "qdrant-edge"
         assert {h.doc_id for h in retrieve(store, "migration note", "acme", [], 10)} == {

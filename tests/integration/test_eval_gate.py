@@ -19,10 +19,10 @@ from services.cli import main
 from services.embedding.indexer import Indexer
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.embedder import get_embedder
-from shared.events import DocumentEvent, EvalCase
+from shared.contracts.events import DocumentEvent, EvalCase
+from shared.models.embedder import get_embedder
 from shared.settings import PlatformSettings, QdrantSettings
-from shared.vector_store import VectorStore
+from shared.store.open import open_store
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ Answer:"""
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("gate")
-    store = VectorStore.open(QdrantSettings(path=tmp / "q"), PlatformSettings(data_dir=tmp))
+    store = open_store(QdrantSettings(path=tmp / "q"), PlatformSettings(data_dir=tmp))
     ing = Ingestor.from_settings(IngestionSettings())
     Indexer(store, get_embedder()).index(
         [

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from kafka import KafkaProducer
 
 from services.cli import main
-from shared.events import EvalCase, EvalResult, Metric
-from shared.topics import EVAL_CASES, EVAL_RESULTS
+from shared.contracts.events import EvalCase, EvalResult, Metric
+from shared.contracts.topics import EVAL_CASES, EVAL_RESULTS
 from tests.eval_results import eval_result
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from shared.events import (
+from shared.contracts.events import (
     DeadLetter,
     EvalCase,
     EvalResult,
@@ -18,15 +18,15 @@ from shared.events import (
     InferenceTrace,
     RetrievedChunk,
 )
-from shared.kafka.reader import end_offsets, read_to_end
-from shared.topics import (
+from shared.contracts.topics import (
     EVAL_CASES,
     EVAL_RESULTS,
     FEEDBACK_DLQ,
     FEEDBACK_EVENTS,
     INFERENCE_COMPLETED,
 )
-from shared.upstream import publish_feedback
+from shared.contracts.upstream import publish_feedback
+from shared.kafka.reader import end_offsets, read_to_end
 from tests.kafka_helpers import choke, signed, wait_for
 
 FAST = {"FEEDBACK_JOIN_WAIT_S": "4", "FEEDBACK_SWEEP_INTERVAL_S": "0.5"}

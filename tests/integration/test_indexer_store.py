@@ -12,11 +12,12 @@ import pytest
 from services.embedding.indexer import Indexer
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.embedder import get_embedder
-from shared.events import ChunkBatch, DocumentEvent, Op
-from shared.retrieval import retrieve
+from shared.contracts.events import ChunkBatch, DocumentEvent, Op
+from shared.models.embedder import get_embedder
 from shared.settings import PlatformSettings, QdrantSettings
-from shared.vector_store import VectorStore
+from shared.store.base import VectorStore
+from shared.store.open import open_store
+from shared.store.retrieval import retrieve
 
 pytestmark = pytest.mark.integration
 ING = Ingestor.from_settings(IngestionSettings(chunk_tokens=48, chunk_overlap=8))
@@ -169,7 +170,7 @@ def test_index_stats_cli(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    store = VectorStore.open(QdrantSettings(), PlatformSettings(data_dir=tmp_path))
+    store = open_store(QdrantSettings(), PlatformSettings(data_dir=tmp_path))
     try:
         Indexer(store, get_embedder()).index([doc(1, LONG), doc(1, "x y z", "o", tenant="beta")])
         expected = {"acme": len(doc(1, LONG).chunks), "beta": 1}

@@ -29,13 +29,13 @@ from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.embedder import get_embedder
-from shared.events import DocumentEvent, FeedbackEvent, InferenceTrace
+from shared.contracts.events import DocumentEvent, FeedbackEvent, InferenceTrace
+from shared.contracts.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
 from shared.http import wait_ok
 from shared.kafka.admin import create_topics
+from shared.models.embedder import get_embedder
 from shared.settings import PlatformSettings, QdrantSettings
-from shared.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
-from shared.vector_store import VectorStore
+from shared.store.open import open_store
 from tests.kafka_helpers import consume
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ def world(
     tmp = tmp_path_factory.mktemp("inference")
     prefix = f"inf{int(time.time() * 1000) % 10**8}."
     create_topics(kafka_bootstrap, prefix)
-    store = VectorStore.open(QdrantSettings(path=tmp / "q"), PlatformSettings(data_dir=tmp))
+    store = open_store(QdrantSettings(path=tmp / "q"), PlatformSettings(data_dir=tmp))
     ing = Ingestor.from_settings(IngestionSettings())
     Indexer(store, get_embedder()).index(
         [

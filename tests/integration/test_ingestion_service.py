@@ -11,9 +11,9 @@ import pytest
 
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.events import ChunkBatch, DeadLetter, DocumentEvent, Op
-from shared.kafka.producer import make_producer
-from shared.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS
+from shared.contracts.events import ChunkBatch, DeadLetter, DocumentEvent, Op
+from shared.contracts.producer import make_producer
+from shared.contracts.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS
 from tests.kafka_helpers import consume
 
 pytestmark = pytest.mark.integration

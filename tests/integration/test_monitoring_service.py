@@ -14,16 +14,16 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from shared.events import Alert, AlertState, DeadLetter, InferenceTrace, MetricPoint
-from shared.kafka.admin import create_topics
-from shared.kafka.reader import read_to_end
-from shared.topics import (
+from shared.contracts.events import Alert, AlertState, DeadLetter, InferenceTrace, MetricPoint
+from shared.contracts.topics import (
     INFERENCE_COMPLETED,
     MONITORING_ALERTS,
     MONITORING_DLQ,
     MONITORING_METRICS,
     TOPICS,
 )
+from shared.kafka.admin import create_topics
+from shared.kafka.reader import read_to_end
 from tests.kafka_helpers import choke
 from tests.kafka_helpers import llmops as run_cli
 from tests.kafka_helpers import wait_for as poll

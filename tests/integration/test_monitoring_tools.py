@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.events import MetricPoint
+from shared.contracts.events import MetricPoint
+from shared.contracts.topics import MONITORING_METRICS
 from shared.http import wait_ok
 from shared.kafka.broker import free_port
 from shared.kafka.reader import read_to_end
-from shared.topics import MONITORING_METRICS
 from tests.browser import chromium
 from tests.integration.test_monitoring_service import (
     CALM_RESOLVE,

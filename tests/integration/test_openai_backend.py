@@ -22,13 +22,13 @@ from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.embedder import get_embedder
-from shared.events import DocumentEvent
+from shared.contracts.events import DocumentEvent
+from shared.contracts.topics import INFERENCE_COMPLETED
 from shared.http import wait_ok
 from shared.kafka.broker import free_port
+from shared.models.embedder import get_embedder
 from shared.settings import PlatformSettings, QdrantSettings
-from shared.topics import INFERENCE_COMPLETED
-from shared.vector_store import VectorStore
+from shared.store.open import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -69,9 +69,7 @@ def openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_queries_through_an_openai_compatible_server(
     openai_server: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    store = VectorStore.open(
-        QdrantSettings(path=tmp_path / "q"), PlatformSettings(data_dir=tmp_path)
-    )
+    store = open_store(QdrantSettings(path=tmp_path / "q"), PlatformSettings(data_dir=tmp_path))
     try:
         ing = Ingestor.from_settings(IngestionSettings())
         Indexer(store, get_embedder()).index(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.events import DocumentEvent, Op
-from shared.topics import INGEST_DOCUMENTS
-from shared.upstream import InputError, publish_documents
+from shared.contracts.events import DocumentEvent, Op
+from shared.contracts.topics import INGEST_DOCUMENTS
+from shared.contracts.upstream import InputError, publish_documents
 from tests.kafka_helpers import consume
 
 pytestmark = pytest.mark.integration

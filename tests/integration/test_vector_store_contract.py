@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.retrieval import access_filter, access_keys
 from shared.settings import PlatformSettings, QdrantSettings
-from shared.store_client import ClientStore
-from shared.vector_store import (
+from shared.store.base import (
     Fusion,
     LegacyStore,
     Match,
@@ -25,6 +23,10 @@ from shared.vector_store import (
     StoreLocked,
     VectorStore,
 )
+from shared.store.client import ClientStore
+from shared.store.open import open_store
+from shared.store.payload import access_keys
+from shared.store.retrieval import access_filter
 
 pytestmark = pytest.mark.integration
 DIM = 8
@@ -201,15 +203,15 @@ def test_metadata_filters_match_strings_integers_and_booleans(any_store: VectorS
 
 def test_the_embedded_store_is_one_process_on_disk(tmp_path: Path) -> None:
     settings, platform = QdrantSettings(), PlatformSettings(data_dir=tmp_path)
-    s = VectorStore.open(settings, platform)
+    s = open_store(settings, platform)
     assert s.backend == "qdrant-edge"
     c = fresh(s)
     s.activate(c)
     s.upsert(c, [point("d#0", axis(0), "kept on disk")])
     with pytest.raises(StoreLocked, match="open in another process"):
-        VectorStore.open(settings, platform)
+        open_store(settings, platform)
     s.close()
-    again = VectorStore.open(settings, platform)
+    again = open_store(settings, platform)
     try:
         assert again.active() == c and again.info(c).points == 1
         hits = again.search(c, Search(axis(0), "disk", [Match("tenant", "acme")], 1))
@@ -224,13 +226,13 @@ def test_an_old_local_mode_store_is_refused_then_moved_aside(tmp_path: Path) -> 
     old.close()
     settings, platform = QdrantSettings(), PlatformSettings(data_dir=tmp_path)
     with pytest.raises(LegacyStore, match="llmops reindex"):
-        VectorStore.open(settings, platform)
-    new = VectorStore.open(settings, platform, convert_legacy=True)
+        open_store(settings, platform)
+    new = open_store(settings, platform, convert_legacy=True)
     new.close()
     assert not (tmp_path / "qdrant").exists()
     (moved,) = tmp_path.glob("qdrant.local-mode-*")
     assert (moved / "meta.json").exists()  # kept, for the operator to delete
-    VectorStore.open(settings, platform).close()  # converted: opens without complaint
+    open_store(settings, platform).close()  # converted: opens without complaint
 
 
 def test_a_server_collection_of_an_older_version_is_refused_until_reindexed(

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from services import host
-from shared.topics import TOPICS
+from shared.contracts.topics import TOPICS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from services.ingestion.chunker import chunk_text
 from services.ingestion.logic import chunk_id
-from shared.model_files import load_tokenizer
+from shared.models.files import load_tokenizer
 
 TOK = load_tokenizer()
 

@@ -1,4 +1,4 @@
-"""An input is acknowledged only once its outputs are on the broker (shared.delivery).
+"""An input is acknowledged only once its outputs are on the broker (shared.kafka.delivery).
 
 faust's own message objects and reference counting, with a topic whose deliveries the test
 settles by hand, so each step between "sent" and "delivered" can be looked at.
@@ -19,10 +19,10 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from faust.types.tuples import ConsumerMessage
 
-from shared.delivery import Deliveries, is_permanent
-from shared.events import DeadLetter
-from shared.faust_app import handle_isolating
+from shared.contracts.events import DeadLetter
+from shared.kafka.delivery import Deliveries, is_permanent
 from shared.kafka.dlq import dead_letter
+from shared.kafka.faust_app import handle_isolating
 
 
 @dataclass

@@ -11,7 +11,7 @@ from services.embedding.logic import (
 )
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.events import ChunkBatch, DocumentEvent, Op, chunk_id
+from shared.contracts.events import ChunkBatch, DocumentEvent, Op, chunk_id
 
 ING = Ingestor.from_settings(IngestionSettings(chunk_tokens=32, chunk_overlap=0))
 M = "all-MiniLM-L6-v2"
@@ -89,7 +89,7 @@ def test_collapse_keeps_the_newest_per_document() -> None:
 def test_store_outages_are_retried_but_bad_requests_are_not() -> None:
     from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-    from shared.store_client import ClientStore
+    from shared.store.client import ClientStore
 
     is_transient = ClientStore.local(":memory:", "chunks").transient
 
@@ -104,7 +104,7 @@ def test_store_outages_are_retried_but_bad_requests_are_not() -> None:
 
 
 def test_a_point_keeps_only_the_metadata_a_filter_can_match() -> None:
-    from shared.retrieval import filterable
+    from shared.store.payload import filterable
 
     metadata = {
         "team": "ops",

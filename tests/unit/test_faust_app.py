@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.faust_app import make_app
+from shared.kafka.faust_app import make_app
 from shared.settings import KafkaSettings, PlatformSettings
 
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
-from services.feedback.evaluate import CaseRun, Gate, judge
+from services.evaluation.evaluate import CaseRun, Gate, judge
+from services.evaluation.stats import auroc, auroc_interval, wilson
 from services.feedback.logic import (
     Refused,
     State,
@@ -39,10 +40,9 @@ from services.feedback.scores import (
     texts_of,
     without_citations,
 )
-from services.feedback.stats import auroc, auroc_interval, wilson
-from shared.events import EvalCase, FeedbackEvent, InferenceTrace, Metric, RetrievedChunk
+from shared.contracts.events import EvalCase, FeedbackEvent, InferenceTrace, Metric, RetrievedChunk
+from shared.contracts.trace_ids import TraceIds
 from shared.redact import DETECTORS, Redactor
-from shared.trace_ids import TraceIds
 from tests.eval_results import eval_result
 
 # ---- metrics -------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def test_auroc_interval_contains_its_estimate_and_separates_signal_from_noise() 
 
 
 def test_agreement_finds_the_metric_that_predicts_thumbs_down_and_says_when_it_cannot() -> None:
-    from services.feedback.evaluate import agreement
+    from services.evaluation.evaluate import agreement
 
     rng = np.random.default_rng(3)
     results = []
@@ -369,7 +369,7 @@ def test_agreement_finds_the_metric_that_predicts_thumbs_down_and_says_when_it_c
 
 
 def test_compare_waits_for_enough_data_then_names_the_preferred_version() -> None:
-    from services.feedback.evaluate import compare
+    from services.evaluation.evaluate import compare
 
     def arm(version: str, n: int, up_rate: float, start: int) -> list[Any]:
         return [eval_result(start + i, version, i >= n * up_rate, 0.6) for i in range(n)]

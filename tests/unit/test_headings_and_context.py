@@ -8,8 +8,8 @@ from services.ingestion.headings import headings
 from services.ingestion.logic import Ingestor
 from services.ingestion.normalize import normalize
 from services.ingestion.settings import IngestionSettings
-from shared.events import ContentType, DocumentEvent
-from shared.retrieval import indexed_text
+from shared.contracts.events import ContentType, DocumentEvent
+from shared.store.payload import indexed_text
 
 MD = """# Install
 
@@ -94,7 +94,7 @@ def test_a_new_title_re_embeds_chunks_whose_text_did_not_change() -> None:
 def test_a_version_1_batch_without_headings_still_reads() -> None:
     import json
 
-    from shared.events import ChunkBatch
+    from shared.contracts.events import ChunkBatch
 
     batch = ING.to_batch(event("Guide"))
     old = json.loads(batch.to_bytes())

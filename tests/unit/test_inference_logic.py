@@ -12,7 +12,7 @@ from services.inference.auth import RateLimiter, hash_key, load_keys, new_key
 from services.inference.logic import citations, collapse, dedupe, near_duplicate, pack, shingles
 from services.inference.prompts import PromptNotFound, assign, choose, load_prompts, parse_split
 from services.inference.settings import PROMPTS_DIR
-from shared.retrieval import Hit
+from shared.store.retrieval import Hit
 
 
 def hit(doc: str, idx: int, score: float, text: str | None = None) -> Hit:

@@ -8,9 +8,9 @@ import pytest
 from services.ingestion.agent import LimitsTooSmall, check_limits
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from shared.delivery import OutputTooLarge, check_record_size
-from shared.events import DocumentEvent
-from shared.settings import DEFAULT_MAX_MESSAGE_BYTES
+from shared.contracts.events import DocumentEvent
+from shared.contracts.topics import DEFAULT_MAX_MESSAGE_BYTES
+from shared.kafka.delivery import OutputTooLarge, check_record_size
 
 MAX_EVENT = IngestionSettings().max_event_bytes
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from shared.contracts.topics import DOCS_CHUNKS, INGEST_DOCUMENTS
 from shared.kafka.admin import Actual, differences, mismatch_message
-from shared.topics import DOCS_CHUNKS, INGEST_DOCUMENTS
 
 MAX = 8 * 1024 * 1024
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from shared.kafka.worker import Worker
 from shared.logs import RepeatFilter, hold_back_repeats, quiet_libraries
-from shared.worker import Worker
 
 
 class Clock:

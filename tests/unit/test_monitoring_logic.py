@@ -30,7 +30,7 @@ from services.monitoring.exposition import Exposition
 from services.monitoring.observe import LAG, POLL_FAILED, lag_points, observe, poll_point
 from services.monitoring.settings import RULES_FILE
 from services.monitoring.windows import LATE, Observation, Windows
-from shared.events import AlertState, InferenceTrace, MetricKind, MetricPoint
+from shared.contracts.events import AlertState, InferenceTrace, MetricKind, MetricPoint
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

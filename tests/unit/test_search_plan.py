@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from shared.vector_store import DENSE, SPARSE, Search, SearchMode, Stage
+from shared.store.base import DENSE, SPARSE, Search, SearchMode, Stage
 
 
 def search(mode: SearchMode, threshold: float | None = 0.3, limit: int = 5) -> Search:

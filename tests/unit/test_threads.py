@@ -17,8 +17,8 @@ import pytest
 
 from services.inference.answering import generate
 from services.inference.llm import Sampling
-from shared.embedder import MODEL_THREAD, Embedder, get_embedder
-from shared.model_files import DEFAULT_MODEL
+from shared.models.embedder import MODEL_THREAD, Embedder, get_embedder
+from shared.models.files import DEFAULT_MODEL
 
 
 class RecordingModel:

@@ -10,10 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.events import TRACE_ID_PATTERN, ChunkBatch, ContentType, DocumentEvent, EvalCase, Op
-from shared.schemas import export_schemas
-from shared.topics import DOCS_CHUNKS, TOPICS
-from shared.upstream import InputError, delete_event, events_from_paths
+from shared.contracts.events import (
+    TRACE_ID_PATTERN,
+    ChunkBatch,
+    ContentType,
+    DocumentEvent,
+    EvalCase,
+    Op,
+)
+from shared.contracts.schemas import export_schemas
+from shared.contracts.topics import DOCS_CHUNKS, TOPICS
+from shared.contracts.upstream import InputError, delete_event, events_from_paths
 
 
 def test_files_and_folders_become_events(tmp_path: Path) -> None:
@@ -86,7 +93,7 @@ def test_topics_are_unique_and_chunks_compacted() -> None:
 
 
 def test_a_version_1_trace_still_reads_and_a_version_3_does_not() -> None:
-    from shared.events import InferenceTrace
+    from shared.contracts.events import InferenceTrace
 
     new = InferenceTrace(
         trace_id="t" * 32, tenant="a", api_key_id="k", question="q", status="ok", context=["c"]
@@ -116,7 +123,7 @@ def test_feedback_takes_one_typed_value_within_its_declared_range_or_set(
     value: dict,
     error: str,  # type: ignore[type-arg]
 ) -> None:
-    from shared.events import FeedbackEvent
+    from shared.contracts.events import FeedbackEvent
 
     with pytest.raises(ValidationError, match=error):
         FeedbackEvent(trace_id="t" * 32, tenant="a", author="k", value=value)

@@ -14,7 +14,7 @@ from services.ingestion.logic import Ingestor, Stale, chunk_id, content_hash
 from services.ingestion.normalize import html_to_text
 from services.ingestion.settings import IngestionSettings
 from services.ingestion.validate import IngestError, parse_event
-from shared.events import ChunkBatch, ContentType, DocumentEvent, Op
+from shared.contracts.events import ChunkBatch, ContentType, DocumentEvent, Op
 
 ING = Ingestor.from_settings(IngestionSettings(chunk_tokens=64, chunk_overlap=8))
 METADATA_LIMITS = {

@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import errors as kerr
 from faust.types import EventT, TopicT
 
-from shared.events import DeadLetter, DeadLetterValue
+from shared.contracts.events import DeadLetter, DeadLetterValue
 from shared.kafka.dlq import dead_letter, dlq_headers
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,37 @@ class Deliveries:
             Record(self.dlq, key, letter.to_bytes(), (event,), dlq_headers(letter), letter)
         )
 
+    def hold(self, event: EventT[Any]) -> None:
+        """Keep ``event`` unacknowledged until ``release`` (a worker that must see more input
+        before it can say what ``event`` produced: monitoring's open windows)."""
+        event.message.incref()
+
+    def release(self, events: Sequence[EventT[Any]]) -> None:
+        """Drop the hold ``hold`` took on each of ``events``; one whose outputs are delivered
+        (or that produced none) is acknowledged."""
+        for event in events:
+            event.message.ack(event.app.consumer)
+
+    async def deliver(
+        self,
+        topic: TopicT,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Send a record made from no input in hand and wait until the broker has it (what is
+        written next relies on it: an alert's state after the alert, a swept state after the
+        letter of the feedback it held). A failure raises here, for the caller's next try."""
+        check_record_size(key, value or b"", self.max_bytes)
+        sent = await topic.send(key=key, value=value, headers=headers, partition=partition)
+        await sent
+
+    async def deliver_letter(self, letter: DeadLetter) -> None:
+        """``deliver`` a dead letter made earlier to the DLQ."""
+        key = None if letter.key is None else letter.key.encode()
+        await self.deliver(self.dlq, key, letter.to_bytes(), headers=dlq_headers(letter))
+
     async def _send(self, record: Record) -> None:
         """Queue ``record``; each of its inputs holds one more reference until it is settled."""
         for event in record.sources:
@@ -187,8 +218,7 @@ class Deliveries:
 
     def _release(self, record: Record) -> None:
         """Drop ``record``'s references; an input whose last one this was is acknowledged."""
-        for event in record.sources:
-            event.message.ack(event.app.consumer)
+        self.release(record.sources)
 
     def _done(self, record: Record, future: asyncio.Future[Any]) -> None:
         self.pending -= 1

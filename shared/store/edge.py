@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import qdrant_edge as qe
 
-from shared.vector_store import (
+from shared.store.base import (
     DENSE,
     INDEXED_FIELDS,
     SPARSE,
@@ -37,10 +37,9 @@ from shared.vector_store import (
     Stage,
     StoreLocked,
     VectorStore,
-    bm25_document,
-    bm25_query,
     dense_of,
 )
+from shared.store.bm25 import bm25_document, bm25_query
 
 FORMAT = "qdrant-edge/1"
 # qdrant-edge-py 0.9.0 turns MatchValue(True) into MatchValue(1), which matches no boolean: a

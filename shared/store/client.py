@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from shared.settings import QdrantSettings
-from shared.vector_store import (
+from shared.store.base import (
     DENSE,
     INDEXED_FIELDS,
     SPARSE,
@@ -28,10 +28,9 @@ from shared.vector_store import (
     Search,
     Stage,
     VectorStore,
-    bm25_document,
-    bm25_query,
     dense_of,
 )
+from shared.store.bm25 import bm25_document, bm25_query
 
 
 def _filter(must: list[Match]) -> qm.Filter | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.evaluation.stats import Interval, auroc_interval, mean_interval, wilson
 from services.feedback.scores import (
     HIGHER_IS_BETTER,
     ONLINE,
@@ -29,8 +30,7 @@ from services.feedback.scores import (
     value,
     without_citations,
 )
-from services.feedback.stats import Interval, auroc_interval, mean_interval, wilson
-from shared.events import EvalCase, EvalResult, Metric
+from shared.contracts.events import EvalCase, EvalResult, Metric
 
 # ---- reports over eval.results ---------------------------------------------------------------
 
@@ -398,7 +398,7 @@ def write_html(report: Report, path: Path) -> None:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(
-        loader=PackageLoader("services.feedback", "templates"),
+        loader=PackageLoader("services.evaluation", "templates"),
         autoescape=select_autoescape(["html"]),
     )
     html = env.get_template("report.html.j2").render(r=report, data=report.to_json())

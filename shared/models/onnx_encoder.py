@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.model_files import max_seq_length, model_dir
+from shared.models.files import max_seq_length, model_dir
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -133,7 +133,7 @@ class OnnxEncoder:
         """Export if needed, then open an ONNX Runtime session on every core."""
         import onnxruntime as ort
 
-        from shared.model_files import load_tokenizer
+        from shared.models.files import load_tokenizer
 
         path = exported(name, cache_dir, quantized)
         opts = ort.SessionOptions()

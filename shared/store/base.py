@@ -1,8 +1,8 @@
 """The vector store: one interface, two backends.
 
 - Embedded (the default): Qdrant Edge, Qdrant's own engine in-process (segments, HNSW,
-  payload indexes, sparse vectors, fusion). Only ``shared/store_edge.py`` imports it.
-- A Qdrant server when ``QDRANT_URL`` is set, through qdrant-client (``shared/store_client.py``).
+  payload indexes, sparse vectors, fusion). Only ``shared/store/edge.py`` imports it.
+- A Qdrant server when ``QDRANT_URL`` is set, through qdrant-client (``shared/store/client.py``).
 
 Readers and writers address a stable alias; it points at the active collection, which is
 named after its embedding model and dimension. Every point has a dense vector (the embedding
@@ -20,19 +20,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from shared.settings import PlatformSettings, QdrantSettings
-
-if TYPE_CHECKING:
-    import qdrant_edge
-
 # acl holds this marker when a document is readable by every group of its tenant.
-PUBLIC = "*"
 # The payload fields filters use, each with a keyword index.
 INDEXED_FIELDS = ("doc_key", "tenant", "doc_id", "acl", "access")
 DENSE = "dense"
@@ -201,27 +194,6 @@ class CollectionInfo:
     points: int
 
 
-@lru_cache(maxsize=1)
-def _bm25() -> qdrant_edge.Bm25:
-    import qdrant_edge
-
-    # English: lower case, stop words dropped, Snowball stems. Chunks are about 200 words.
-    return qdrant_edge.Bm25(qdrant_edge.Bm25Config(language="english", avg_len=160.0))
-
-
-def bm25_document(text: str) -> tuple[list[int], list[float]]:
-    """The BM25 sparse vector of an indexed text: term frequencies (the engine adds IDF).
-    Both backends use this one tokenizer, so a collection means the same on either."""
-    v = _bm25().embed_document(text)
-    return list(v.indices), list(v.values)
-
-
-def bm25_query(text: str) -> tuple[list[int], list[float]]:
-    """The BM25 sparse vector of a question: each distinct term once."""
-    v = _bm25().embed_query(text)
-    return list(v.indices), list(v.values)
-
-
 def dense_of(vectors: Any) -> list[float] | None:
     """The dense vector among a point's named vectors (None when it did not come back)."""
     v = vectors.get(DENSE) if isinstance(vectors, dict) else None
@@ -238,7 +210,7 @@ def cosines(query: Sequence[float], stored: Sequence[Sequence[float] | None]) ->
     return [float(x) for x in np.asarray(stored, dtype=np.float32) @ np.asarray(query)]
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
@@ -251,33 +223,6 @@ class VectorStore(ABC):
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _models: dict[str, str] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def open(
-        cls,
-        settings: QdrantSettings,
-        platform: PlatformSettings,
-        prefix: str = "",
-        convert_legacy: bool = False,
-    ) -> VectorStore:
-        """The server in ``settings.url``, else the embedded store on disk.
-
-        A store an older version wrote raises LegacyStore, unless ``convert_legacy`` (``llmops
-        reindex``, which fills a new collection from docs.chunks): an embedded one
-        (qdrant-client's local mode) is then moved aside and a new one made; a server's old
-        collection stays until the alias moves off it.
-        """
-        alias = _slug(f"{prefix}{settings.alias}") or "chunks"
-        if settings.url:
-            from shared.store_client import ClientStore
-
-            return ClientStore.connect(settings, alias, convert_legacy)
-        from shared.store_edge import EdgeStore
-
-        path = settings.embedded_path(platform)
-        return EdgeStore.at(
-            path, alias, legacy=platform.data_dir / "qdrant", convert=convert_legacy
-        )
-
     @abstractmethod
     def close(self) -> None:
         """Release the store (and the embedded store's lock)."""
@@ -289,7 +234,7 @@ class VectorStore(ABC):
     # collections -----------------------------------------------------------------------
     def collection_name(self, model: str, dim: int, generation: str = "") -> str:
         """Collection name for a model and dimension (plus a generation for rebuilds)."""
-        base = f"{self.alias}-{_slug(Path(model).name)}-{dim}"
+        base = f"{self.alias}-{slug(Path(model).name)}-{dim}"
         return f"{base}-{generation}" if generation else base
 
     @abstractmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.events import EVENT_MODELS
+from shared.contracts.events import EVENT_MODELS
 
 
 def export_schemas(directory: Path) -> list[Path]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.events import (
+from shared.contracts.events import (
     Alert,
     ChunkBatch,
     DeadLetter,
@@ -21,9 +21,10 @@ from shared.events import (
     InferenceTrace,
     MetricPoint,
 )
-from shared.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 DAY_MS = 24 * 3600 * 1000
+# The record size every topic accepts by default (KAFKA_MAX_MESSAGE_BYTES overrides it).
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from shared.model_files import DEFAULT_MODEL, model_dir  # sets HF_HUB_OFFLINE first
+from shared.models.files import DEFAULT_MODEL, model_dir  # sets HF_HUB_OFFLINE first
 from shared.settings import PlatformSettings
 
 T = TypeVar("T")
@@ -54,7 +54,7 @@ class Embedder:
                     str(model_dir(self.name)), device=self.device, local_files_only=True
                 )
             else:
-                from shared.onnx_encoder import QUANTIZED, OnnxEncoder
+                from shared.models.onnx_encoder import QUANTIZED, OnnxEncoder
 
                 self._model = OnnxEncoder.load(
                     self.name, PlatformSettings().cache_dir, self.backend == QUANTIZED

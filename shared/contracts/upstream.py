@@ -16,9 +16,9 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from shared.events import ContentType, DocumentEvent, Event, FeedbackEvent, Op, record_key
-from shared.kafka.producer import make_producer
-from shared.topics import FEEDBACK_EVENTS, INGEST_DOCUMENTS, Topic
+from shared.contracts.events import ContentType, DocumentEvent, Event, FeedbackEvent, Op, record_key
+from shared.contracts.producer import make_producer
+from shared.contracts.topics import FEEDBACK_EVENTS, INGEST_DOCUMENTS, Topic
 
 SUFFIX_TYPES = {
     ".txt": ContentType.TEXT,

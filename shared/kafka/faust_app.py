@@ -10,9 +10,9 @@ import faust
 from faust.types import EventT, StreamT, TopicT
 from mode.utils.queues import FlowControlEvent
 
-from shared.delivery import Deliveries
+from shared.contracts.topics import Topic
+from shared.kafka.delivery import Deliveries
 from shared.settings import KafkaSettings, PlatformSettings
-from shared.topics import Topic
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,66 @@
+"""The ingestion step: one document event in, through the pure ``Ingestor``, its chunk batch
+out (or its dead letter), the newest version per document kept. The agent only feeds it
+events; tests drive it without a broker."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import MutableMapping
+from typing import Any
+
+from faust.types import EventT, TopicT
+
+from services.ingestion.logic import Ingestor, Stale
+from shared.kafka.delivery import Deliveries
+
+log = logging.getLogger(__name__)
+
+
+class IngestionWorker:
+    """Ingests events with ``ingestor`` into ``chunks``; ``newest`` is the newest version
+    seen per document key (faust's table, backed by a compacted changelog, in the service);
+    ``stats`` counts what happened, for the periodic report."""
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        out: Deliveries,
+        chunks: TopicT,
+        newest: MutableMapping[str, int],
+        stats: Counter[str] | None = None,
+    ) -> None:
+        self.ingestor, self.out, self.chunks, self.newest = ingestor, out, chunks, newest
+        self.stats = Counter[str]() if stats is None else stats
+
+    def dead_lettered(self, error_type: str) -> None:
+        """Count a dead letter by its type (``Deliveries`` calls it)."""
+        self.stats[f"dlq.{error_type}"] += 1
+
+    async def take(self, event: EventT[Any]) -> None:
+        """One event: a stale version is dropped (and counted), anything else becomes a chunk
+        batch whose delivery acknowledges the event. A failure raises to the loop, which
+        dead-letters the event."""
+        msg = event.message
+        key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+        result = self.ingestor.process(msg.value, msg.key, self.newest.get(key) if key else None)
+        if isinstance(result, Stale):
+            self.stats["stale_dropped"] += 1
+            log.info(
+                "dropped stale %s v%d (newest seen v%d)",
+                result.event.key,
+                result.event.version,
+                result.newest,
+            )
+            return
+        await self.out.send(event, self.chunks, result.key.encode(), result.to_bytes())
+        self.newest[result.key] = result.version
+        self.stats["batches"] += 1
+        self.stats["chunks"] += len(result.chunks)
+        for name, n in result.redactions.items():
+            self.stats[f"redacted.{name}"] += n
+
+    async def report(self) -> None:
+        """Log the counts so far (a timer calls it)."""
+        if self.stats:
+            log.info("ingestion so far: %s", dict(sorted(self.stats.items())))
