@@ -58,6 +58,18 @@ def _load_corpus(
     for err in summary.errors:
         click.echo(f"    failed: {err}")
     batches = wait_for_events(bootstrap, DOCS_CHUNKS.name(prefix), ChunkBatch, start, want, 120)
+    _report_ingested(want, batches)
+    click.secho("==> vector store", bold=True)
+    indexed = wait_for_events(
+        bootstrap, DOCS_INDEXED.name(prefix), DocumentIndexed, start_indexed, want, 300
+    )
+    _report_indexed(want, indexed)
+    if not wait_ok(f"{url}/readyz", 300):
+        click.echo(f"    the API at {url} is not ready yet")
+    _say_how_to_ask(url, key)
+
+
+def _report_ingested(want: dict[str, int], batches: dict[str, ChunkBatch]) -> None:
     for key_ in sorted(want):
         b = batches.get(key_)
         if b is None:
@@ -66,10 +78,9 @@ def _load_corpus(
         tokens = sum(c.token_count for c in b.chunks)
         red = ", ".join(f"{k}={v}" for k, v in sorted(b.redactions.items())) or "none"
         click.echo(f"    {key_:<40} {len(b.chunks):>3} chunks {tokens:>6} tokens  redacted: {red}")
-    click.secho("==> vector store", bold=True)
-    indexed = wait_for_events(
-        bootstrap, DOCS_INDEXED.name(prefix), DocumentIndexed, start_indexed, want, 300
-    )
+
+
+def _report_indexed(want: dict[str, int], indexed: dict[str, DocumentIndexed]) -> None:
     for key_ in sorted(want):
         r = indexed.get(key_)
         if r is None:
@@ -81,8 +92,9 @@ def _load_corpus(
             f"{r.chunks_encoded} encoded, {r.chunks_reused} reused, "
             f"{lag:.1f}s from publish to searchable"
         )
-    if not wait_ok(f"{url}/readyz", 300):
-        click.echo(f"    the API at {url} is not ready yet")
+
+
+def _say_how_to_ask(url: str, key: str) -> None:
     click.secho(
         f"==> ask at {url} (OpenAPI docs: {url}/docs); Ctrl-C stops everything but "
         "the broker (`llmops kafka stop`)",

@@ -10,8 +10,7 @@ from services.embedding.indexer import Indexer
 from services.embedding.settings import EmbeddingSettings
 from services.embedding.worker import EmbeddingWorker
 from shared.contracts.topics import DOCS_CHUNKS, DOCS_INDEXED, EMBEDDING_DLQ
-from shared.kafka.delivery import Deliveries
-from shared.kafka.faust_app import faust_topic, make_app
+from shared.kafka.faust_app import dead_letters, faust_topic, make_app
 from shared.models.embedder import Embedder
 from shared.store.base import VectorStore
 from shared.store.open import open_store
@@ -29,12 +28,7 @@ def build_app(
     prefix = settings.kafka.topic_prefix
     store = store or open_store(settings.qdrant, settings.platform, prefix)
     indexer = Indexer(store, embedder or Embedder(settings.model), settings.batch_size)
-    out = Deliveries(
-        faust_topic(app, EMBEDDING_DLQ, prefix),
-        "embedding",
-        settings.kafka.max_message_bytes,
-        letter_values=settings.platform.dlq_values,
-    )
+    out = dead_letters(app, EMBEDDING_DLQ, "embedding", settings.kafka, settings.platform)
     worker = EmbeddingWorker(
         indexer, out, faust_topic(app, DOCS_INDEXED, prefix), settings.retry_max_s
     )

@@ -21,8 +21,7 @@ from shared.contracts.topics import (
     FEEDBACK_EVENTS,
     INFERENCE_COMPLETED,
 )
-from shared.kafka.delivery import Deliveries
-from shared.kafka.faust_app import faust_topic, make_app
+from shared.kafka.faust_app import dead_letters, faust_topic, make_app
 from shared.models.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -56,12 +55,7 @@ def build_app(
         partitions=INFERENCE_COMPLETED.partitions,
         help="Evaluation state per trace id: scores, feedback, feedback waiting for its trace.",
     )
-    out = Deliveries(
-        faust_topic(app, FEEDBACK_DLQ, prefix),
-        "feedback",
-        settings.kafka.max_message_bytes,
-        letter_values=settings.platform.dlq_values,
-    )
+    out = dead_letters(app, FEEDBACK_DLQ, "feedback", settings.kafka, settings.platform)
     outputs = Outputs(
         results=faust_topic(app, EVAL_RESULTS, prefix),
         cases=faust_topic(app, EVAL_CASES, prefix),

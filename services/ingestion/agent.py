@@ -11,8 +11,7 @@ from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
 from services.ingestion.worker import IngestionWorker
 from shared.contracts.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS
-from shared.kafka.delivery import Deliveries
-from shared.kafka.faust_app import consume_with_dlq, faust_topic, make_app
+from shared.kafka.faust_app import consume_with_dlq, dead_letters, faust_topic, make_app
 
 
 class LimitsTooSmall(RuntimeError):
@@ -61,12 +60,7 @@ def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
             value_serializer="json",
         ),
     )
-    out = Deliveries(
-        faust_topic(app, INGEST_DLQ, prefix),
-        "ingestion",
-        max_bytes,
-        letter_values=settings.platform.dlq_values,
-    )
+    out = dead_letters(app, INGEST_DLQ, "ingestion", settings.kafka, settings.platform, max_bytes)
     worker = IngestionWorker(ingestor, out, faust_topic(app, DOCS_CHUNKS, prefix), newest)
     out.on_dead_letter = worker.dead_lettered  # counted in the worker's report
 

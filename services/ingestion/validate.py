@@ -52,6 +52,58 @@ def _bad_text(value: Any, path: str) -> str | None:
     return None
 
 
+def _read_object(raw: bytes) -> dict[str, Any]:
+    """The record's value as a JSON object whose text is valid Unicode."""
+    try:
+        obj = json.loads(raw)
+        if not isinstance(obj, dict):
+            raise IngestError(
+                "SchemaError", f"event must be a JSON object, got {type(obj).__name__}"
+            )
+        bad = _bad_text(obj, "event")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IngestError("InvalidJSON", f"value is not UTF-8 JSON: {exc}") from exc
+    except RecursionError:
+        # too deep for the reader or for the walk above
+        raise IngestError("TooDeep", "value nests objects or lists too deeply to read") from None
+    if bad:
+        raise IngestError("InvalidText", f"not valid Unicode text: {bad}")
+    return obj
+
+
+def _check_metadata(metadata: Any, max_bytes: int, max_depth: int) -> None:
+    """Refuse metadata nested deeper or larger (as JSON) than the limits."""
+    if not isinstance(metadata, dict | list):
+        return
+    try:
+        levels = depth(metadata)
+    except RecursionError:
+        raise IngestError("TooDeep", "value nests objects or lists too deeply to read") from None
+    if levels > max_depth:
+        raise IngestError(
+            "MetadataTooDeep", f"metadata nests {levels} levels deep; the limit is {max_depth}"
+        )
+    size = len(json.dumps(metadata, ensure_ascii=False).encode())
+    if size > max_bytes:
+        raise IngestError(
+            "MetadataTooLarge", f"metadata is {size} bytes as JSON; the limit is {max_bytes}"
+        )
+
+
+def _schema_code(exc: ValidationError) -> str:
+    """The error code of a document that fails its schema, by the fields that failed."""
+    fields = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+    if fields & _ID_FIELDS:
+        return "InvalidIdentifier"
+    if fields == {"version"} and all(
+        e["type"] in ("less_than_equal", "greater_than_equal") for e in exc.errors()
+    ):
+        return "VersionOutOfRange"
+    if "content_type" in fields:
+        return "UnsupportedContentType"
+    return "SchemaError"
+
+
 def parse_event(
     raw: bytes | None,
     key: bytes | None,
@@ -70,48 +122,12 @@ def parse_event(
         raise IngestError("SchemaError", "record has no value (a tombstone is not an event)")
     if len(raw) > max_bytes:
         raise IngestError("TooLarge", f"event is {len(raw)} bytes; the limit is {max_bytes}")
-    try:
-        obj = json.loads(raw)
-        if not isinstance(obj, dict):
-            raise IngestError(
-                "SchemaError", f"event must be a JSON object, got {type(obj).__name__}"
-            )
-        metadata = obj.get("metadata")
-        bad, levels = _bad_text(obj, "event"), depth(metadata)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IngestError("InvalidJSON", f"value is not UTF-8 JSON: {exc}") from exc
-    except RecursionError:
-        # too deep for the reader or for the walks above
-        raise IngestError("TooDeep", "value nests objects or lists too deeply to read") from None
-    if bad:
-        raise IngestError("InvalidText", f"not valid Unicode text: {bad}")
-    if isinstance(metadata, dict | list):
-        if levels > max_metadata_depth:
-            raise IngestError(
-                "MetadataTooDeep",
-                f"metadata nests {levels} levels deep; the limit is {max_metadata_depth}",
-            )
-        size = len(json.dumps(metadata, ensure_ascii=False).encode())
-        if size > max_metadata_bytes:
-            raise IngestError(
-                "MetadataTooLarge",
-                f"metadata is {size} bytes as JSON; the limit is {max_metadata_bytes}",
-            )
+    obj = _read_object(raw)
+    _check_metadata(obj.get("metadata"), max_metadata_bytes, max_metadata_depth)
     try:
         event = DocumentEvent.model_validate(obj)
     except ValidationError as exc:
-        fields = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
-        if fields & _ID_FIELDS:
-            code = "InvalidIdentifier"
-        elif fields == {"version"} and all(
-            e["type"] in ("less_than_equal", "greater_than_equal") for e in exc.errors()
-        ):
-            code = "VersionOutOfRange"
-        elif "content_type" in fields:
-            code = "UnsupportedContentType"
-        else:
-            code = "SchemaError"
-        raise IngestError(code, _describe(exc)) from exc
+        raise IngestError(_schema_code(exc), _describe(exc)) from exc
     expected = event.key
     if key is None or key.decode("utf-8", "replace") != expected:
         # Ordering per document relies on the key; a wrong one could reorder versions.

@@ -18,8 +18,7 @@ from services.monitoring.observe import watched
 from services.monitoring.settings import MonitoringSettings
 from services.monitoring.worker import MonitoringWorker, Outputs
 from shared.contracts.topics import MONITORING_ALERTS, MONITORING_DLQ, MONITORING_METRICS
-from shared.kafka.delivery import Deliveries
-from shared.kafka.faust_app import faust_topic, make_app
+from shared.kafka.faust_app import dead_letters, faust_topic, make_app
 from shared.kafka.lag import consumer_lag
 from shared.models.embedder import Embedder
 
@@ -47,24 +46,17 @@ def build_app(
     prefix = settings.kafka.topic_prefix
     names = {t.name(prefix): t.base_name for t in watched()}
     table = alerts_table(app)
-    out = Deliveries(
-        faust_topic(app, MONITORING_DLQ, prefix),
-        "monitoring",
-        settings.kafka.max_message_bytes,
-        letter_values=settings.platform.dlq_values,
-    )
-    outputs = Outputs(
-        metrics=faust_topic(app, MONITORING_METRICS, prefix),
-        alerts=faust_topic(app, MONITORING_ALERTS, prefix),
-        changelog=table.changelog_topic,
-    )
     model = embedder or Embedder(settings.model)
     worker = MonitoringWorker(
         settings,
         rules,
         names,
-        out,
-        outputs,
+        dead_letters(app, MONITORING_DLQ, "monitoring", settings.kafka, settings.platform),
+        Outputs(
+            metrics=faust_topic(app, MONITORING_METRICS, prefix),
+            alerts=faust_topic(app, MONITORING_ALERTS, prefix),
+            changelog=table.changelog_topic,
+        ),
         table.data,
         model.encode,
         poll_lag=lambda: consumer_lag(bootstrap, prefix),

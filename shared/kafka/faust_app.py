@@ -107,6 +107,25 @@ def faust_topic(app: faust.App, topic: Topic, prefix: str) -> TopicT:
     )
 
 
+def dead_letters(
+    app: faust.App,
+    dlq: Topic,
+    service: str,
+    kafka: KafkaSettings,
+    platform: PlatformSettings,
+    max_bytes: int | None = None,
+) -> Deliveries:
+    """A service's ``Deliveries``: its dead letters go to ``dlq``, named with ``service``,
+    keeping what ``LLMOPS_DLQ_VALUES`` says of each input; records up to ``max_bytes``
+    (default: the producer's limit)."""
+    return Deliveries(
+        faust_topic(app, dlq, kafka.topic_prefix),
+        service,
+        kafka.max_message_bytes if max_bytes is None else max_bytes,
+        letter_values=platform.dlq_values,
+    )
+
+
 async def consume_with_dlq(
     stream: StreamT[Any], handler: Handler, deliveries: Deliveries, stage: str
 ) -> None:

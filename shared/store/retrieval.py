@@ -16,6 +16,7 @@ from shared.store.base import (
     DEFAULT_RRF_K,
     Fusion,
     Match,
+    Scored,
     Search,
     SearchMode,
     VectorStore,
@@ -108,21 +109,20 @@ def retrieve(
     if timings is not None:
         timings["embed"] = (t1 - t0) * 1000
         timings["retrieve"] = (time.perf_counter() - t1) * 1000
-    hits = []
-    for p in points:
-        pl = p.payload
-        hits.append(
-            Hit(
-                chunk_id=p.id,
-                doc_id=pl["doc_id"],
-                title=pl.get("title", ""),
-                text=pl.get("text", ""),
-                score=p.score,
-                similarity=p.similarity,
-                chunk_index=int(pl.get("chunk_index", 0)),
-                version=int(pl.get("version", 0)),
-                source=pl.get("source", ""),
-                metadata=pl.get("metadata", {}),
-            )
-        )
-    return hits
+    return [_hit(p) for p in points]
+
+
+def _hit(p: Scored) -> Hit:
+    pl = p.payload
+    return Hit(
+        chunk_id=p.id,
+        doc_id=pl["doc_id"],
+        title=pl.get("title", ""),
+        text=pl.get("text", ""),
+        score=p.score,
+        similarity=p.similarity,
+        chunk_index=int(pl.get("chunk_index", 0)),
+        version=int(pl.get("version", 0)),
+        source=pl.get("source", ""),
+        metadata=pl.get("metadata", {}),
+    )
