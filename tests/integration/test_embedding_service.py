@@ -199,7 +199,7 @@ def test_reindex_swaps_alias_while_retrieval_keeps_answering(
         for i in range(40)
     ]
     publish(kafka_bootstrap, DOCS_CHUNKS.name(topic_prefix), batches)
-    store = open_store(
+    store = open_configured(
         QdrantSettings(path=tmp_path / "q"), PlatformSettings(data_dir=tmp_path), topic_prefix
     )
     try:
@@ -251,7 +251,7 @@ def test_an_old_local_mode_store_is_refused_by_run_and_converted_by_reindex(
     done = llmops("reindex", env=service_env, timeout_s=300)
     assert done.returncode == 0, done.stderr
     assert "qdrant.local-mode-" in done.stdout and "5 points" in done.stdout
-    store = open_store(QdrantSettings(), PlatformSettings(data_dir=data), topic_prefix)
+    store = open_configured(QdrantSettings(), PlatformSettings(data_dir=data), topic_prefix)
     try:
         assert store.backend == "qdrant-edge"
         assert {h.doc_id for h in retrieve(store, "migration note", "acme", [], 10)} == {
