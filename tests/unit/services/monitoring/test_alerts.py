@@ -1,16 +1,15 @@
-"""The monitoring service's pure parts: windows, what records say, rules and the lifecycle."""
+"""Unit tests of ``services.monitoring.alerts``.
+
+The monitoring service's pure parts: windows, what records say, rules and the lifecycle.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from services.monitoring.alerts import (
     INACTIVE,
@@ -25,104 +24,11 @@ from services.monitoring.alerts import (
     step,
 )
 from services.monitoring.commands import alert_line, point_line
-from services.monitoring.drift import Reference, mmd_test, sampled, score_shift
 from services.monitoring.exposition import Exposition
-from services.monitoring.observe import LAG, POLL_FAILED, lag_points, observe, poll_point
+from services.monitoring.observe import lag_points
 from services.monitoring.settings import RULES_FILE
-from services.monitoring.windows import LATE, Observation, Windows
-from shared.contracts.events import AlertState, InferenceTrace, MetricKind, MetricPoint
-
-T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-def at(s: float) -> datetime:
-    return T0 + timedelta(seconds=s)
-
-
-def latency(v: float) -> Observation:
-    return Observation("lat", MetricKind.DISTRIBUTION, (("tenant", "a"),), v)
-
-
-def test_a_window_closes_after_its_grace_and_late_events_are_counted_not_merged() -> None:
-    w = Windows(size_s=60, grace_s=10)
-    for i in range(1, 1001):
-        w.add(at(i * 0.05), [latency(float(i))])  # all in [12:00, 12:01)
-    assert w.close() == [] and not w.closable()
-    w.add(at(65), [latency(5.0)])  # 12:01:05: inside the grace, the first window stays open
-    assert w.close() == []
-    w.add(at(30), [latency(1e6)])  # late but within grace: merged into its window
-    w.add(at(70), [])  # the watermark passes 12:01 + 10 s
-    assert w.closable()
-    ((start, end, points),) = w.close()
-    assert not w.closable()
-    assert (start, end) == (at(0), at(60))
-    (p,) = points
-    assert p.count == 1001 and p.max == 1e6 and p.min == 1
-    assert p.p50 == pytest.approx(501, rel=0.02) and p.p99 == pytest.approx(991, rel=0.02)
-    assert w.add(at(59), [latency(7.0)]) == at(60)  # its window has closed: counted there
-    w.add(at(130), [])
-    ((_, _, second),) = w.close()
-    by_name = {p.name: p for p in second}
-    assert by_name[LATE].count == 1, "counted where it arrived"
-    assert by_name["lat"].count == 1 and by_name["lat"].max == 5.0, "and merged nowhere"
-
-
-def test_windows_without_data_still_close_and_replays_give_the_same_points() -> None:
-    def run() -> list[tuple[datetime, list[MetricPoint]]]:
-        w = Windows(size_s=10, grace_s=0)
-        w.add(at(1), [Observation("n", MetricKind.COUNTER, ())])
-        w.add(at(35), [Observation("n", MetricKind.COUNTER, ())])
-        return [(s, pts) for s, _, pts in w.close()]
-
-    first = run()
-    # the newest window closed is there even without data; the empty ones before it are not
-    assert [(s, len(p)) for s, p in first] == [(at(0), 1), (at(20), 0)]
-    assert run() == first  # event ids and times too
-
-
-def test_a_far_future_event_moves_no_window_and_closing_skips_empty_ones() -> None:
-    w = Windows(size_s=60, grace_s=10, max_future_s=300)
-    now = at(30)
-    w.add(at(20), [Observation("n", MetricKind.COUNTER, ())], now=now)
-    start = w.add(at(48 * 3600), [Observation("n", MetricKind.COUNTER, ())], now=now)
-    assert start == at(0), "counted where it arrived"
-    assert w.watermark == at(20) and not w.closable(), "the watermark did not move"
-    w.add(at(100), [Observation("n", MetricKind.COUNTER, ())], now=at(100))
-    ((s, _, points),) = w.close()
-    by = {p.name: p.count for p in points}
-    assert s == at(0) and by == {"n": 1, "monitoring_future_events": 1}
-    # a year-2999 stamp within the bound (a clock that is right, much later): the windows in
-    # between are not walked, only the ones with data and the newest are closed
-    far = datetime(2999, 1, 1, tzinfo=UTC)
-    w.add(far, [], now=far)
-    closed = w.close()
-    assert [c[0] for c in closed] == [at(60), w.start_of(far - timedelta(seconds=70))]
-
-
-def trace(status: str = "ok", total: float = 120.0, score: float = 0.8) -> bytes:
-    return InferenceTrace(
-        trace_id="t" * 16,
-        tenant="acme",
-        api_key_id="k",
-        question="q?",
-        status=status,
-        timings_ms={"retrieve": 20.0, "total": total},
-        retrieved=[{"chunk_id": "c", "doc_id": "d", "score": score}],
-        event_time=at(3),
-    ).to_bytes()
-
-
-def test_a_trace_says_requests_errors_latency_and_retrieval() -> None:
-    seen = observe("inference.completed", trace(), 0.3)
-    assert seen.at == at(3)
-    by = {(o.name, dict(o.labels).get("stage")): o for o in seen.observations}
-    assert by[("inference_error_rate", None)].value == 0.0
-    assert by[("inference_latency_ms", "total")].value == 120.0
-    assert by[("retrieval_empty_rate", None)].value == 0
-    failed = observe("inference.completed", trace(status="error"), 0.3).observations
-    assert {o.name: o.value for o in failed}["inference_error_rate"] == 1.0
-    with pytest.raises(ValidationError):
-        observe("inference.completed", b'{"not": "a trace"}', 0.3)
+from shared.contracts.events import AlertState, MetricKind, MetricPoint
+from tests.unit.services.monitoring.clock import at
 
 
 def rule(**kw: object) -> Rule:
@@ -275,49 +181,3 @@ def test_the_prometheus_text_holds_the_last_window_and_the_alerts_firing() -> No
     assert 'llmops_lat_p95{stage="total"} 2.9' in text
     assert f'llmops_alerts_firing{{alertname="R",fingerprint="{fired.fingerprint}"' in text
     assert 'llmops_request_latency_seconds_bucket{le="0.25",stage="total"} 1.0' in text
-
-
-def test_mmd_keeps_its_false_alarm_rate_and_sees_a_shift() -> None:
-    rng = np.random.default_rng(7)
-    reference = rng.normal(size=(200, 16))
-    same = [mmd_test(rng.normal(size=(40, 16)), reference, permutations=100).p for _ in range(40)]
-    false_alarms = sum(p < 0.01 for p in same)
-    assert false_alarms <= 2, sorted(same)[:5]  # alpha 1%: about 0.4 of 40 expected
-    shifted = mmd_test(rng.normal(loc=0.6, size=(40, 16)), reference, permutations=100)
-    assert shifted.p < 0.01 and shifted.mmd2 > max(
-        mmd_test(rng.normal(size=(40, 16)), reference, permutations=20).mmd2 for _ in range(5)
-    )
-    x = rng.normal(size=(30, 8))
-    assert mmd_test(x, reference[:, :8]) == mmd_test(x, reference[:, :8])  # deterministic
-
-
-def test_retrieval_scores_shift_and_the_reference_rolls_or_stays_pinned() -> None:
-    rng = np.random.default_rng(3)
-    assert score_shift(rng.uniform(0.5, 0.9, 60), rng.uniform(0.5, 0.9, 300)) > 0.01
-    assert score_shift(rng.uniform(0.2, 0.5, 60), rng.uniform(0.5, 0.9, 300)) < 0.001
-    rolling = Reference(windows=2)
-    for i in range(4):
-        rolling.add(at(60 * i), np.full((3, 2), float(i)), [float(i)])
-    vectors, scores = rolling.sample()
-    assert vectors is not None and set(vectors[:, 0]) == {2.0, 3.0} and scores == [2.0, 3.0]
-    pinned = Reference(pinned_from=at(60), pinned_to=at(180))
-    for i in range(5):
-        pinned.add(at(60 * i), np.full((1, 2), float(i)), [float(i)])
-    assert pinned.sample()[1] == [1.0, 2.0]
-    assert sampled("abc", 1.0) and not sampled("abc", 0.0)
-    assert sampled("abc", 0.5) == sampled("abc", 0.5)
-
-
-def test_monitoring_that_cannot_poll_fires_its_own_alert() -> None:
-    (rule_,) = [r for r in load_rules(RULES_FILE) if r.metric == POLL_FAILED]
-    states: dict[Any, Any] = {}
-    fired = []
-    for minute in range(4):  # a failed poll every window: consumer lag is unknown
-        now = at(60 * minute)
-        states, alerts = evaluate([rule_], [poll_point(LAG, True, now, 60)], states, now)
-        fired += alerts
-    assert [(a.rule, a.state) for a in fired] == [("MonitoringPollFailing", AlertState.FIRING)]
-    assert fired[0].labels["poll"] == "consumer_lag"
-    ok = at(60 * 4)
-    _, later = evaluate([rule_], [poll_point(LAG, False, ok, 60)], states, ok)
-    assert later == [], "keep_firing_for holds it a while"

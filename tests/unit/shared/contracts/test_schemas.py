@@ -1,0 +1,44 @@
+"""Unit tests of ``shared.contracts.schemas``.
+
+Files become DocumentEvents; contracts export as JSON Schema; topics are declared once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shared.contracts.schemas import export_schemas
+
+
+def test_schema_export(tmp_path: Path) -> None:
+    files = export_schemas(tmp_path)
+    names = {f.name for f in files}
+    assert names == {
+        "Alert.schema.json",
+        "ChunkBatch.schema.json",
+        "DeadLetter.schema.json",
+        "DocumentEvent.schema.json",
+        "DocumentIndexed.schema.json",
+        "EvalCase.schema.json",
+        "EvalResult.schema.json",
+        "FeedbackEvent.schema.json",
+        "InferenceTrace.schema.json",
+        "MetricPoint.schema.json",
+    }
+    doc = json.loads((tmp_path / "DocumentEvent.schema.json").read_text())
+    assert {
+        "schema_version",
+        "event_id",
+        "event_time",
+        "op",
+        "tenant",
+        "doc_id",
+        "version",
+        "source",
+        "title",
+        "content",
+        "content_type",
+        "metadata",
+        "acl",
+    } <= set(doc["properties"])

@@ -1,0 +1,71 @@
+"""Unit tests of ``shared.kafka.faust_app``.
+
+The faust app every service gets: limits and timeouts come from the settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from shared.contracts.events import DeadLetter
+from shared.kafka.faust_app import handle_isolating, make_app
+from shared.settings import KafkaSettings, PlatformSettings
+from tests.unit.fakes import event, in_loop, settle, stream_acks
+
+
+def test_the_app_takes_its_limits_and_session_from_the_settings(tmp_path: Path) -> None:
+    kafka = KafkaSettings(max_message_bytes=3 * 1024 * 1024, session_timeout_s=7.5)
+    app = make_app("svc", kafka, PlatformSettings(data_dir=tmp_path), "127.0.0.1:1")
+    assert app.conf.producer_max_request_size == 3 * 1024 * 1024
+    assert app.conf.consumer_max_fetch_size == 3 * 1024 * 1024
+    assert app.conf.broker_session_timeout == 7.5
+    assert app.conf.broker_heartbeat_interval == 2.5
+    # faust's own default (60 s) made a killed dev process wait a minute before resuming
+    assert KafkaSettings().session_timeout_s == 10.0
+
+
+def test_resuming_flow_that_is_on_keeps_what_is_queued(tmp_path: Path) -> None:
+    # faust's recovery resumed flow a second time after the streams had started fetching,
+    # and that resume emptied the queues: a restarted service lost records and stopped
+    # committing
+    app = make_app("svc", KafkaSettings(), PlatformSettings(data_dir=tmp_path), "127.0.0.1:1")
+    flow = app.flow_control
+    queue = app.FlowControlQueue(clear_on_resume=True)
+    queue.force_put_nowait("queued while suspended")
+    flow.resume()
+    assert queue.empty(), "a resume after a suspension still drops what predates it"
+    queue.force_put_nowait("fetched while flowing")
+    flow.resume()
+    assert queue.get_nowait() == "fetched while flowing"
+    flow.suspend()
+    queue.force_put_nowait("queued while suspended")
+    flow.resume()
+    assert queue.empty()
+
+
+@in_loop
+async def test_one_record_a_batch_handler_chokes_on_is_dead_lettered_alone(parts: Any) -> None:
+    consumer, out, dlq, errors, deliveries = parts
+    events = [event(consumer, i, f"record {i}".encode()) for i in range(5)]
+    handled: list[list[int]] = []
+
+    async def handler(batch: list[Any]) -> None:
+        handled.append([ev.message.offset for ev in batch])
+        if any(ev.message.offset == 2 for ev in batch):
+            raise ValueError("the logic chokes on record 2")
+        for ev in batch:
+            await deliveries.send(ev, out, b"k", ev.message.value)
+
+    await handle_isolating(events, handler, deliveries, "svc")
+    assert handled == [[0, 1, 2, 3, 4], [0], [1], [2], [3], [4]]
+    (letter_rec,) = dlq.sent
+    letter = DeadLetter.from_bytes(letter_rec[1])
+    assert (letter.offset, letter.stage, letter.error_type) == (2, "svc", "ValueError")
+    assert sorted(v for _, v, _ in out.sent) == [f"record {i}".encode() for i in (0, 1, 3, 4)]
+    for ev in events:
+        stream_acks(ev)
+    for *_, fut in [*out.sent, *dlq.sent]:
+        fut.set_result("meta")
+    await settle()
+    assert sorted(consumer.acked) == [0, 1, 2, 3, 4], "every record went somewhere"

@@ -1,0 +1,39 @@
+"""Unit tests of ``shared.store.payload``.
+
+Embedding's pure planning: what to encode, reuse and delete for a document version.
+
+Context that chunking loses: heading paths (Markdown, HTML) and the title go into what is
+embedded and indexed, never into what is cited; a new title re-embeds unchanged chunks.
+"""
+
+from __future__ import annotations
+
+from shared.store.payload import indexed_text
+
+
+def test_a_point_keeps_only_the_metadata_a_filter_can_match() -> None:
+    from shared.store.payload import filterable
+
+    metadata = {
+        "team": "ops",
+        "year": 2024,
+        "public": True,
+        "tags": ["a", "b"],
+        "ids": [1, 2],
+        "blob": "x" * 10_000,
+        "nested": {"a": 1},
+        "mixed": [1, "a", {"b": 2}],
+        "ratio": 0.5,
+    }
+    assert filterable(metadata) == {
+        "team": "ops",
+        "year": 2024,
+        "public": True,
+        "tags": ["a", "b"],
+        "ids": [1, 2],
+    }
+
+
+def test_indexed_text_puts_title_and_path_in_front() -> None:
+    assert indexed_text("Guide", "Install › Linux", "steps") == "Guide\nInstall › Linux\nsteps"
+    assert indexed_text("", "", "steps") == "steps"
