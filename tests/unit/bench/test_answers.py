@@ -1,7 +1,5 @@
-"""Unit tests of ``bench.answers``.
-
-How bench/answers.py scores an answer: key facts, refusals, the documents it cites.
-"""
+"""Unit tests of ``bench.answers``: how bench/answers.py scores an answer: key facts, refusals,
+the documents it cites."""
 
 from __future__ import annotations
 

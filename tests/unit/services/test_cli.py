@@ -1,7 +1,5 @@
-"""Unit tests of ``services.cli``.
-
-The service host: which services run together, and the command line around it.
-"""
+"""Unit tests of ``services.cli``: the command line: `llmops run` refuses before Kafka, lists
+every service, one command each."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Unit tests of ``services.host``.
-
-The service host: which services run together, and the command line around it.
-"""
+"""Unit tests of ``services.host``: the service host: which services run together in one process."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Unit tests of ``shared.cli``.
-
-The service host: which services run together, and the command line around it.
-"""
+"""Unit tests of ``shared.cli``: the CLI's context builds each service's settings once."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Unit tests of ``shared.logs``.
-
-Repeated warnings are held back, then counted; distinct ones and info lines pass.
-"""
+"""Unit tests of ``shared.logs``: repeated warnings are held back, then counted; libraries log
+warnings only."""
 
 from __future__ import annotations
 

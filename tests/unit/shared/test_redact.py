@@ -1,10 +1,6 @@
-"""Unit tests of ``shared.redact``.
-
-Redaction: true positives become typed placeholders and are counted; ordinary numbers stay.
-
-Precision and recall of each redaction detector on a labelled fixture (the README quotes the
-figures this prints; run with -s to see them).
-"""
+"""Unit tests of ``shared.redact``: typed placeholders, counted; ordinary numbers
+stay; streams redacted whole; precision and recall on a labelled fixture (the README quotes
+the figures; -s prints them)."""
 
 from __future__ import annotations
 

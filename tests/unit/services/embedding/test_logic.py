@@ -1,10 +1,5 @@
-"""Unit tests of ``services.embedding.logic``.
-
-Embedding's pure planning: what to encode, reuse and delete for a document version.
-
-Context that chunking loses: heading paths (Markdown, HTML) and the title go into what is
-embedded and indexed, never into what is cited; a new title re-embeds unchanged chunks.
-"""
+"""Unit tests of ``services.embedding.logic``: embedding's pure planning: what to encode, reuse
+and delete for a document version, and what text (title, heading path, chunk) is encoded."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Unit tests of ``services.evaluation.evaluate``.
-
-The feedback service's pure logic: metrics, the join, and the statistics of evaluation.
-"""
+"""Unit tests of ``services.evaluation.evaluate``: offline evaluation: which online metric
+predicts a thumbs-down, comparing prompt versions, and the gate."""
 
 from __future__ import annotations
 

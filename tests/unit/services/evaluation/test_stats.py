@@ -1,7 +1,5 @@
-"""Unit tests of ``services.evaluation.stats``.
-
-The feedback service's pure logic: metrics, the join, and the statistics of evaluation.
-"""
+"""Unit tests of ``services.evaluation.stats``: the statistics of evaluation: Wilson intervals
+and AUROC with its interval."""
 
 from __future__ import annotations
 

@@ -1,12 +1,9 @@
-"""Unit tests of ``services.feedback.logic``.
-
-The feedback service's pure logic: metrics, the join, and the statistics of evaluation.
-"""
+"""Unit tests of ``services.feedback.logic``: the join's pure transitions: feedback meets its
+trace, waits, expires, is refused; sampling."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -22,34 +19,10 @@ from services.feedback.logic import (
     sampled,
     verify,
 )
-from shared.contracts.events import FeedbackEvent, InferenceTrace, Metric, RetrievedChunk
+from shared.contracts.events import FeedbackEvent, Metric
 from shared.contracts.trace_ids import TraceIds
 from shared.redact import DETECTORS, Redactor
-
-TID = "f" * 32
-
-
-def a_trace(tenant: str = "acme", **kw: Any) -> InferenceTrace:
-    fields: dict[str, Any] = {
-        "trace_id": TID,
-        "tenant": tenant,
-        "api_key_id": "k",
-        "question": "When?",
-        "answer": "[2] At 8:30.",
-        "retrieved": [
-            RetrievedChunk(chunk_id="c1", doc_id="d1", score=0.5),
-            RetrievedChunk(chunk_id="c2", doc_id="d2", score=0.4),
-        ],
-        "context": ["a.", "b."],
-        "status": "ok",
-    }
-    fields.update(kw)
-    return InferenceTrace(**fields)
-
-
-def fb(up: bool, tenant: str = "acme", author: str = "k", **kw: Any) -> FeedbackEvent:
-    value = {"type": "thumbs", "thumbs": "up" if up else "down"}
-    return FeedbackEvent(trace_id=TID, tenant=tenant, author=author, value=value, **kw)
+from tests.unit.services.feedback.samples import TID, a_trace, fb
 
 
 def where(f: FeedbackEvent, offset: int = 0) -> Waiting:

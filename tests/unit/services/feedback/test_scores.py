@@ -1,7 +1,5 @@
-"""Unit tests of ``services.feedback.scores``.
-
-The feedback service's pure logic: metrics, the join, and the statistics of evaluation.
-"""
+"""Unit tests of ``services.feedback.scores``: the online metrics of an answer: sentences,
+citations, support, retrieval."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Unit tests of ``services.inference.answering``.
-
-Admission to the model: refuse at once when the queue is full or the wait is too long.
-"""
+"""Unit tests of ``services.inference.answering``: admission to the model: refuse at once when
+the queue is full or the wait is too long."""
 
 from __future__ import annotations
 

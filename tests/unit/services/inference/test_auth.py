@@ -1,8 +1,4 @@
-"""Unit tests of ``services.inference.auth``.
-
-Inference's pure parts: keys and rate limits, prompt versions and the A/B split, deduplication
-and context packing by token counts.
-"""
+"""Unit tests of ``services.inference.auth``: aPI keys stored hashed, and the rate limiter."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Unit tests of ``services.inference.client``.
-
-The API client's Server-Sent Events parser.
-"""
+"""Unit tests of ``services.inference.client``: the API client's Server-Sent Events parser."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""Unit tests of ``services.inference.llm``.
-
-Chat or completion: how each model is driven, and the prompts written for each mode.
-
-Which threads drive the models: every encode on one torch thread, every llama generation on the
-backend's own threads, and a generation given up while queued never starts. (On a 2-core machine
-a second OpenMP team, or a thread per request, costs a tenth to a quarter of the speed; see
-bench/query.py.)
-"""
+"""Unit tests of ``services.inference.llm``: how each model is driven (chat or completion), and
+on which threads generations run."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Unit tests of ``services.inference.logic``.
-
-Inference's pure parts: keys and rate limits, prompt versions and the A/B split, deduplication
-and context packing by token counts.
-"""
+"""Unit tests of ``services.inference.logic``: inference's pure parts: deduplication, collapsing
+by document, context packing by tokens."""
 
 from __future__ import annotations
 

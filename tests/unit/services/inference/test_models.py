@@ -1,7 +1,5 @@
-"""Unit tests of ``services.inference.models``.
-
-Chat or completion: how each model is driven, and the prompts written for each mode.
-"""
+"""Unit tests of ``services.inference.models``: the packaged models: named, and never fetched at
+run time."""
 
 from __future__ import annotations
 

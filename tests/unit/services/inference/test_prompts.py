@@ -1,10 +1,5 @@
-"""Unit tests of ``services.inference.prompts``.
-
-Inference's pure parts: keys and rate limits, prompt versions and the A/B split, deduplication
-and context packing by token counts.
-
-Chat or completion: how each model is driven, and the prompts written for each mode.
-"""
+"""Unit tests of ``services.inference.prompts``: prompt versions, the A/B split, and the
+templates written for each mode."""
 
 from __future__ import annotations
 

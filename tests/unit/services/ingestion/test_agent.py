@@ -1,8 +1,5 @@
-"""Unit tests of ``services.ingestion.agent``.
-
-The largest accepted event always fits in a Kafka record: the bound the ingestion service checks
-at start holds for the worst inputs we know, at the largest accepted size.
-"""
+"""Unit tests of ``services.ingestion.agent``: the ingestion agent refuses to start when a chunk
+batch could outgrow the record limit."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Unit tests of ``services.ingestion.chunker``.
-
-The chunker: any text gives ordered chunks within the token limit that cover it, the same every
-run.
-"""
+"""Unit tests of ``services.ingestion.chunker``: the chunker: any text gives ordered chunks
+within the token limit that cover it."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Unit tests of ``services.ingestion.headings``.
-
-Context that chunking loses: heading paths (Markdown, HTML) and the title go into what is
-embedded and indexed, never into what is cited; a new title re-embeds unchanged chunks.
-"""
+"""Unit tests of ``services.ingestion.headings``: heading paths of Markdown and HTML."""
 
 from __future__ import annotations
 

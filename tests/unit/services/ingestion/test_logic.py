@@ -1,16 +1,6 @@
-"""Unit tests of ``services.ingestion.logic``.
-
-The chunker: any text gives ordered chunks within the token limit that cover it, the same every
-run.
-
-Context that chunking loses: heading paths (Markdown, HTML) and the title go into what is
-embedded and indexed, never into what is cited; a new title re-embeds unchanged chunks.
-
-The largest accepted event always fits in a Kafka record: the bound the ingestion service checks
-at start holds for the worst inputs we know, at the largest accepted size.
-
-Validation names every rejection; the Ingestor turns valid events into exact batches.
-"""
+"""Unit tests of ``services.ingestion.logic``: the Ingestor: valid events become exact batches
+(chunks, ids, headings, redaction), stale versions are dropped, and the largest accepted event
+fits in a Kafka record."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Unit tests of ``services.ingestion.normalize``.
-
-Validation names every rejection; the Ingestor turns valid events into exact batches.
-"""
+"""Unit tests of ``services.ingestion.normalize``: normalisation of HTML to visible text, in time
+linear in its size."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Unit tests of ``services.ingestion.validate``.
-
-Validation names every rejection; the Ingestor turns valid events into exact batches.
-"""
+"""Unit tests of ``services.ingestion.validate``: validation names every rejection with its true
+reason."""
 
 from __future__ import annotations
 

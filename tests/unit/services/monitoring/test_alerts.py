@@ -1,7 +1,5 @@
-"""Unit tests of ``services.monitoring.alerts``.
-
-The monitoring service's pure parts: windows, what records say, rules and the lifecycle.
-"""
+"""Unit tests of ``services.monitoring.alerts``: alert rules and their lifecycle: pending,
+firing, resolved; no data; what on-call sees."""
 
 from __future__ import annotations
 

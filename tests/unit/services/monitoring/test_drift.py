@@ -1,7 +1,5 @@
-"""Unit tests of ``services.monitoring.drift``.
-
-The monitoring service's pure parts: windows, what records say, rules and the lifecycle.
-"""
+"""Unit tests of ``services.monitoring.drift``: drift of the questions and of the retrieval
+scores against a rolling or pinned reference."""
 
 from __future__ import annotations
 

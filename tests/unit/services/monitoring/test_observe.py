@@ -1,7 +1,5 @@
-"""Unit tests of ``services.monitoring.observe``.
-
-The monitoring service's pure parts: windows, what records say, rules and the lifecycle.
-"""
+"""Unit tests of ``services.monitoring.observe``: what each record says to monitoring, and the
+point of a failed poll."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Unit tests of ``services.monitoring.windows``.
-
-The monitoring service's pure parts: windows, what records say, rules and the lifecycle.
-"""
+"""Unit tests of ``services.monitoring.windows``: event-time windows: closing after the grace,
+late and future events, replays."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Unit tests of ``shared.contracts.events``.
-
-The feedback service's pure logic: metrics, the join, and the statistics of evaluation.
-
-Files become DocumentEvents; contracts export as JSON Schema; topics are declared once.
-"""
+"""Unit tests of ``shared.contracts.events``: the event contracts: versions read, values typed
+and bounded, ids valid."""
 
 from __future__ import annotations
 

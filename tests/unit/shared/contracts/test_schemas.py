@@ -1,7 +1,4 @@
-"""Unit tests of ``shared.contracts.schemas``.
-
-Files become DocumentEvents; contracts export as JSON Schema; topics are declared once.
-"""
+"""Unit tests of ``shared.contracts.schemas``: the contracts export as JSON Schema."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Unit tests of ``shared.contracts.topics``.
-
-Files become DocumentEvents; contracts export as JSON Schema; topics are declared once.
-"""
+"""Unit tests of ``shared.contracts.topics``: topics are declared once: unique, the compacted
+ones compacted."""
 
 from __future__ import annotations
 

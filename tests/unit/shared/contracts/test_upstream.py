@@ -1,7 +1,5 @@
-"""Unit tests of ``shared.contracts.upstream``.
-
-Files become DocumentEvents; contracts export as JSON Schema; topics are declared once.
-"""
+"""Unit tests of ``shared.contracts.upstream``: the upstream SDK: files and folders become
+DocumentEvents, deletes parse."""
 
 from __future__ import annotations
 

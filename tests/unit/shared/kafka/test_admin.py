@@ -1,7 +1,5 @@
-"""Unit tests of ``shared.kafka.admin``.
-
-An existing topic is compared with its declaration before anything starts on it.
-"""
+"""Unit tests of ``shared.kafka.admin``: an existing topic is compared with its declaration
+before anything starts on it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Unit tests of ``shared.kafka.broker``.
-
-The local broker's pid: a zombie or a pid another program got since counts as gone.
-"""
+"""Unit tests of ``shared.kafka.broker``: the local broker's pid: a zombie or a pid another
+program got since counts as gone."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Unit tests of ``shared.kafka.delivery``.
-
-An input is acknowledged only once its outputs are on the broker (shared.kafka.delivery).
-
-faust's own message objects and reference counting, with a topic whose deliveries the test
-settles by hand, so each step between "sent" and "delivered" can be looked at.
-
-The largest accepted event always fits in a Kafka record: the bound the ingestion service checks
-at start holds for the worst inputs we know, at the largest accepted size.
-"""
+"""Unit tests of ``shared.kafka.delivery``: an input is acknowledged only once its outputs are on
+the broker: faust's own message objects and reference counting, with topics whose deliveries
+the test settles by hand."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Unit tests of ``shared.kafka.dlq``.
-
-An input is acknowledged only once its outputs are on the broker (shared.kafka.delivery).
-
-faust's own message objects and reference counting, with a topic whose deliveries the test
-settles by hand, so each step between "sent" and "delivered" can be looked at.
-"""
+"""Unit tests of ``shared.kafka.dlq``: dead letters keep their input redacted by default, and
+their reason always."""
 
 from __future__ import annotations
 

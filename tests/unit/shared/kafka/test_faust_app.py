@@ -1,7 +1,5 @@
-"""Unit tests of ``shared.kafka.faust_app``.
-
-The faust app every service gets: limits and timeouts come from the settings.
-"""
+"""Unit tests of ``shared.kafka.faust_app``: the faust app every service gets (limits from the
+settings, flow control), and the batch handler that dead-letters only the record it chokes on."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Unit tests of ``shared.models.embedder``.
-
-Which threads drive the models: every encode on one torch thread, every llama generation on the
-backend's own threads, and a generation given up while queued never starts. (On a 2-core machine
-a second OpenMP team, or a thread per request, costs a tenth to a quarter of the speed; see
-bench/query.py.)
-"""
+"""Unit tests of ``shared.models.embedder``: every encode of every embedder runs on one torch
+thread; the shared embedder is one."""
 
 from __future__ import annotations
 

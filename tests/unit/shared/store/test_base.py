@@ -1,7 +1,5 @@
-"""Unit tests of ``shared.store.base``.
-
-How a query is planned: which rankings the engine runs, and what is kept of their results.
-"""
+"""Unit tests of ``shared.store.base``: how a query is planned: which rankings the engine runs,
+and what is kept of their results."""
 
 from __future__ import annotations
 

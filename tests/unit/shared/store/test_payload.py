@@ -1,10 +1,5 @@
-"""Unit tests of ``shared.store.payload``.
-
-Embedding's pure planning: what to encode, reuse and delete for a document version.
-
-Context that chunking loses: heading paths (Markdown, HTML) and the title go into what is
-embedded and indexed, never into what is cited; a new title re-embeds unchanged chunks.
-"""
+"""Unit tests of ``shared.store.payload``: what a point stores: the metadata a filter can match,
+and the indexed text."""
 
 from __future__ import annotations
 
