@@ -63,7 +63,6 @@ def build_app(
         # whether the table holds the lifecycles again (after a start or a rebalance)
         recovered=lambda: bool(app.tables.recovery.completed.is_set()),  # type: ignore[attr-defined]
     )
-    worker.own_dlq = MONITORING_DLQ.name(prefix)
     source = app.topic(*names, key_type=bytes, value_type=bytes)
 
     @app.agent(source, name="watch")

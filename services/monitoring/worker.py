@@ -32,6 +32,7 @@ from services.monitoring.observe import LAG, POLLED, lag_points, observe, poll_p
 from services.monitoring.settings import MonitoringSettings
 from services.monitoring.windows import Windows
 from shared.contracts.events import Alert, AlertState, MetricPoint
+from shared.contracts.topics import MONITORING_DLQ
 from shared.kafka.delivery import Deliveries
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,8 @@ class MonitoringWorker:
         self.last_input = monotonic()
         self.closing: asyncio.Future[None] | None = None
         self.lock = asyncio.Lock()  # the agent and the timers both close windows; one at a time
-        self.own_dlq = ""  # the service's own DLQ: its letters are counted, never lettered
+        # the service's own DLQ: its letters are counted, never lettered
+        self.own_dlq = MONITORING_DLQ.name(settings.kafka.topic_prefix)
 
     # the alerts' lifecycles ------------------------------------------------------------
     def states(self) -> dict[Series, Lifecycle]:

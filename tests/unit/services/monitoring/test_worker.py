@@ -127,6 +127,7 @@ async def test_a_record_it_cannot_read_is_dead_lettered_and_counting_goes_on() -
     assert p.consumer.acked == [0], "done once its letter is delivered, held by no window"
     await p.trace_at(1, 5)
     assert p.worker.held[T0] and p.worker.held[T0][0].message.offset == 1
+    assert p.worker.own_dlq == "monitoring.dlq", "its own letters it only logs when unreadable"
 
 
 def lag_down() -> dict[str, dict[str, int]]:
