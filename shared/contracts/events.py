@@ -112,11 +112,29 @@ class Op(StrEnum):
 
 
 class ContentType(StrEnum):
-    """Content types ingestion understands."""
+    """Content types ingestion understands: three text types, carried as ``content``, and
+    documents carried as bytes (``content_base64`` or ``content_uri``), converted to text by
+    ingestion."""
 
     TEXT = "text/plain"
     MARKDOWN = "text/markdown"
     HTML = "text/html"
+    PDF = "application/pdf"
+    DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+    XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    PNG = "image/png"
+    JPEG = "image/jpeg"
+    TIFF = "image/tiff"
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the body is text (it may still come as bytes: UTF-8 is then required)."""
+        return self in TEXT_TYPES
+
+
+TEXT_TYPES = frozenset({ContentType.TEXT, ContentType.MARKDOWN, ContentType.HTML})
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
 Tenant = Annotated[str, Field(pattern=TENANT_PATTERN, description="Tenant the data belongs to.")]
@@ -138,8 +156,18 @@ TraceId = Annotated[
 
 
 class DocumentEvent(Event):
-    """An upstream system's document, or the deletion of one. Topic ``ingest.documents``."""
+    """An upstream system's document, or the deletion of one. Topic ``ingest.documents``.
 
+    An upsert's body is exactly one of ``content`` (text), ``content_base64`` (bytes inline,
+    within the event's size limit) or ``content_uri`` (bytes by reference, the claim check:
+    ingestion fetches them and checks ``content_sha256``). Version 2 added the last three;
+    version 1 events (text only) still read.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+    ALSO_READS: ClassVar[frozenset[int]] = frozenset({1})
+
+    schema_version: int = Field(default=2, description="Version of this event's schema.")
     op: Op = Field(default=Op.UPSERT, description="upsert or delete.")
     tenant: Tenant
     doc_id: DocId
@@ -147,7 +175,25 @@ class DocumentEvent(Event):
     source: str = Field(default="", max_length=2048, description="Where the document came from.")
     title: str = Field(default="", max_length=1024, description="Human title, used in citations.")
     content: str = Field(default="", description="The body; required for an upsert.")
-    content_type: ContentType = Field(default=ContentType.TEXT, description="How to read content.")
+    content_type: ContentType = Field(
+        default=ContentType.TEXT, description="How to read the body, whichever field holds it."
+    )
+    content_base64: str = Field(
+        default="",
+        description="The body as base64 (standard alphabet, padded): a PDF, an Office file, an "
+        "image, or text in UTF-8. Counts toward the event's size limit.",
+    )
+    content_uri: str = Field(
+        default="",
+        max_length=4096,
+        description="Where ingestion fetches the body (file://, http://, https://), for bodies "
+        "too large to carry inline; only the schemes, folders and hosts its settings allow.",
+    )
+    content_sha256: str = Field(
+        default="",
+        description="SHA-256 of the body's bytes, hex. Required with content_uri; checked "
+        "after the fetch (or the decoding), and a mismatch is dead-lettered.",
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Free-form attributes, filterable at retrieval."
     )
@@ -169,6 +215,34 @@ class DocumentEvent(Event):
     def _groups(cls, v: list[str]) -> list[str]:
         return check_groups(v)
 
+    @field_validator("content_sha256")
+    @classmethod
+    def _hex_digest(cls, v: str) -> str:
+        if v and not re.match(SHA256_PATTERN, v):
+            raise ValueError("content_sha256 must be 64 lowercase hex digits")
+        return v
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Self:
+        bodies = [n for n in ("content", "content_base64", "content_uri") if getattr(self, n)]
+        if len(bodies) > 1:
+            raise ValueError(f"an event carries one body, got {' and '.join(bodies)}")
+        if self.op is Op.DELETE:
+            return self
+        if not self.content_type.is_text and not (self.content_base64 or self.content_uri):
+            raise ValueError(
+                f"content_type {self.content_type.value} is bytes: send content_base64 or "
+                "content_uri, not content"
+            )
+        if self.content_uri and not self.content_sha256:
+            raise ValueError("content_uri needs content_sha256 (the fetched bytes are checked)")
+        return self
+
+    @property
+    def by_reference(self) -> bool:
+        """Whether ingestion must fetch the body."""
+        return bool(self.content_uri)
+
     @property
     def key(self) -> str:
         """Kafka key: ``tenant/doc_id``."""
@@ -189,8 +263,14 @@ class Chunk(BaseModel):
     char_end: int = Field(ge=0, description="End offset (exclusive) in the normalised text.")
     heading: str = Field(
         default="",
-        description="Heading path of the section the chunk starts in (Markdown and HTML), "
-        "e.g. 'Install › Linux'; indexed with the chunk, not cited.",
+        description="Heading path of the section the chunk starts in (Markdown, HTML and "
+        "converted documents), e.g. 'Install › Linux'; indexed with the chunk, not cited.",
+    )
+    page: int | str | None = Field(
+        default=None,
+        description="Where in its document the chunk is: the page (PDF, TIFF) or slide (PPTX) "
+        "number from 1, or the sheet's name (XLSX); null for text without pages. A chunk "
+        "never spans two pages.",
     )
 
 
@@ -198,13 +278,14 @@ class ChunkBatch(Event):
     """One document version, chunked; or its deletion. Topic ``docs.chunks`` (compacted).
 
     Version 2 added each chunk's ``heading``; version 1 batches (the compacted topic keeps
-    them) still read, their chunks indexed behind the title alone.
+    them) still read, their chunks indexed behind the title alone. Version 3 added each
+    chunk's ``page``; older batches read with none.
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 2
-    ALSO_READS: ClassVar[frozenset[int]] = frozenset({1})
+    SCHEMA_VERSION: ClassVar[int] = 3
+    ALSO_READS: ClassVar[frozenset[int]] = frozenset({1, 2})
 
-    schema_version: int = Field(default=2, description="Version of this event's schema.")
+    schema_version: int = Field(default=3, description="Version of this event's schema.")
 
     op: Op
     tenant: Tenant
@@ -521,6 +602,33 @@ class EvalCase(Event):
 DeadLetterValue = Literal["raw", "redacted", "omitted"]
 
 
+class SyncRecord(Event):
+    """What ``llmops sync`` last published for one file of a source. Topic ``ingest.sync``
+    (compacted, keyed ``source|path``; a file gone from its source is a tombstone), so a
+    sync from another machine, or after its local state is lost, knows what the index holds
+    without publishing everything again or missing a delete."""
+
+    source: str = Field(max_length=2048, description="The source's id (its URI by default).")
+    path: str = Field(max_length=4096, description="The file's path in the source, with '/'.")
+    tenant: Tenant
+    doc_id: DocId
+    acl: list[str] = Field(default_factory=list)
+    version: Version
+    sha256: str = Field(pattern=SHA256_PATTERN, description="SHA-256 of the file published.")
+    size: int = Field(ge=0, description="Its size in bytes then: the cheap first check.")
+    mtime_ns: int = Field(description="Its modification time then, in nanoseconds.")
+
+    @property
+    def key(self) -> str:
+        """Kafka key: ``source|path``."""
+        return sync_key(self.source, self.path)
+
+
+def sync_key(source: str, path: str) -> str:
+    """The key of a file's SyncRecord (a source id holds no '|' of its own meaning)."""
+    return f"{source}|{path}"
+
+
 class DeadLetter(Event):
     """An input that a stage could not process, with where it came from and why.
 
@@ -653,5 +761,6 @@ EVENT_MODELS: dict[str, type[Event]] = {
         DeadLetter,
         MetricPoint,
         Alert,
+        SyncRecord,
     )
 }

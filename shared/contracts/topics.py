@@ -20,6 +20,7 @@ from shared.contracts.events import (
     FeedbackEvent,
     InferenceTrace,
     MetricPoint,
+    SyncRecord,
 )
 
 DAY_MS = 24 * 3600 * 1000
@@ -80,6 +81,16 @@ INGEST_DLQ = Topic(
     key="original key",
     description="Document events ingestion could not process, with the reason and offset.",
     retention_ms=30 * DAY_MS,
+)
+INGEST_SYNC = Topic(
+    base_name="ingest.sync",
+    partitions=1,
+    value_model=SyncRecord,
+    key="source|path",
+    description="What `llmops sync` last published for each file of each source (a "
+    "tombstone once deleted). Compacted: any machine can resume a source's sync from it.",
+    cleanup_policy="compact",
+    retention_ms=-1,
 )
 
 DOCS_INDEXED = Topic(
@@ -177,6 +188,7 @@ TOPICS: tuple[Topic, ...] = (
     INGEST_DOCUMENTS,
     DOCS_CHUNKS,
     INGEST_DLQ,
+    INGEST_SYNC,
     DOCS_INDEXED,
     EMBEDDING_DLQ,
     INFERENCE_COMPLETED,

@@ -122,7 +122,8 @@ def test_a_version_1_batch_without_headings_still_reads() -> None:
     old = json.loads(batch.to_bytes())
     old["schema_version"] = 1  # what docs.chunks kept from before headings
     for c in old["chunks"]:
-        del c["heading"]
+        del c["heading"], c["page"]
     read = ChunkBatch.from_bytes(json.dumps(old).encode())
-    assert batch.schema_version == 2 and {c.heading for c in read.chunks} == {""}
+    assert batch.schema_version == 3 and {c.heading for c in read.chunks} == {""}
+    assert {c.page for c in read.chunks} == {None}
     assert source_text(read, read.chunks[0]).startswith("Guide\n")

@@ -25,7 +25,8 @@ from tests.unit.services.ingestion.samples import ING, METADATA_LIMITS, raw
         (raw(tenant="Acme Corp")[0], b"Acme Corp/d1", "InvalidIdentifier"),
         (raw(doc_id="../etc/passwd")[0], b"acme/../etc/passwd", "InvalidIdentifier"),
         (raw(acl=["ok", "not ok"])[0], b"acme/d1", "InvalidIdentifier"),
-        (raw(content_type="application/pdf")[0], b"acme/d1", "UnsupportedContentType"),
+        (raw(content_type="application/msword")[0], b"acme/d1", "UnsupportedContentType"),
+        (raw(content_type="application/pdf")[0], b"acme/d1", "SchemaError"),  # bytes as text
         (raw()[0], b"acme/other", "KeyMismatch"),
         (raw()[0], None, "KeyMismatch"),
         (None, b"acme/d1", "SchemaError"),

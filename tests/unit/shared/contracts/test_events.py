@@ -109,3 +109,35 @@ def test_versions_are_64_bit_and_batches_name_valid_groups_and_ordered_chunks() 
         ChunkBatch.model_validate(
             {**good, "chunks": [{**chunk, "index": 0}, {**chunk, "index": 0}]}
         )
+
+
+def test_a_document_carries_one_body_and_bytes_types_need_bytes() -> None:
+    from shared.contracts.events import ContentType, DocumentEvent
+
+    base = {"tenant": "a", "doc_id": "d", "version": 1}
+    pdf = {**base, "content_type": ContentType.PDF}
+    assert DocumentEvent(**pdf, content_base64="JVBERg==").content_base64
+    assert DocumentEvent(**pdf, content_uri="file:///x.pdf", content_sha256="a" * 64).by_reference
+    with pytest.raises(ValidationError, match="is bytes"):
+        DocumentEvent(**pdf, content="text where bytes belong")
+    with pytest.raises(ValidationError, match="needs content_sha256"):
+        DocumentEvent(**pdf, content_uri="file:///x.pdf")
+    with pytest.raises(ValidationError, match="one body"):
+        DocumentEvent(**base, content="a", content_base64="YQ==")
+    with pytest.raises(ValidationError, match="64 lowercase hex"):
+        DocumentEvent(**pdf, content_base64="YQ==", content_sha256="XYZ")
+    # a delete needs no body, whatever its type
+    assert DocumentEvent(**pdf, op="delete").op == "delete"
+
+
+def test_a_version_1_document_event_still_reads_and_version_2_is_written() -> None:
+    from shared.contracts.events import DocumentEvent
+
+    new = DocumentEvent(tenant="a", doc_id="d", version=1, content="x")
+    assert new.schema_version == 2
+    old = json.loads(new.to_bytes())
+    for name in ("content_base64", "content_uri", "content_sha256"):
+        del old[name]
+    old["schema_version"] = 1
+    read = DocumentEvent.model_validate(old)
+    assert read.schema_version == 1 and read.content == "x" and read.content_base64 == ""

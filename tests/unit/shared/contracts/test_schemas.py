@@ -22,6 +22,7 @@ def test_schema_export(tmp_path: Path) -> None:
         "FeedbackEvent.schema.json",
         "InferenceTrace.schema.json",
         "MetricPoint.schema.json",
+        "SyncRecord.schema.json",
     }
     doc = json.loads((tmp_path / "DocumentEvent.schema.json").read_text())
     assert {
@@ -36,6 +37,13 @@ def test_schema_export(tmp_path: Path) -> None:
         "title",
         "content",
         "content_type",
+        "content_base64",
+        "content_uri",
+        "content_sha256",
         "metadata",
         "acl",
     } <= set(doc["properties"])
+    assert doc["$id"] == "llmops:DocumentEvent:v2"
+    assert "application/pdf" in json.dumps(doc["$defs"]["ContentType"])
+    batch = json.loads((tmp_path / "ChunkBatch.schema.json").read_text())
+    assert "page" in batch["$defs"]["Chunk"]["properties"]
