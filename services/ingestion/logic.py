@@ -14,6 +14,9 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from services.ingestion.chunker import chunk_text
+from services.ingestion.convert import Converted, Section
+from services.ingestion.converter import Converter
+from services.ingestion.fetch import Fetcher
 from services.ingestion.headings import Headings, headings
 from services.ingestion.normalize import normalize
 from services.ingestion.settings import IngestionSettings
@@ -30,6 +33,9 @@ from shared.contracts.events import (
 from shared.models.files import load_tokenizer, max_seq_length
 from shared.redact import Redactor
 from shared.store.payload import indexed_text
+
+# What a document's body is once read: its text (a text type), or its converted sections.
+Body = str | Converted
 
 # Per chunk, the JSON around its text (ids, hash, offsets, field names): about 210 bytes.
 CHUNK_OVERHEAD_BYTES = 320
@@ -91,12 +97,16 @@ class Ingestor:
     processing_timeout_s: float = 30.0
     clock_ns: Callable[[], int] = time.time_ns
     clock: Callable[[], float] = time.monotonic
+    fetcher: Fetcher | None = None
+    converter: Converter | None = None
 
     @classmethod
     def from_settings(cls, s: IngestionSettings) -> Ingestor:
         """Build from settings; the chunk size is capped at the model's own limit."""
         limit = max_seq_length(s.tokenizer_model)
         return cls(
+            fetcher=Fetcher.from_settings(s),
+            converter=Converter.from_settings(s),
             tokenizer=load_tokenizer(s.tokenizer_model),
             tokenizer_name=s.tokenizer_model,
             redactor=Redactor.named(s.redact, private_ips=s.redact_private_ips),
@@ -163,42 +173,46 @@ class Ingestor:
                     "redacted: use opaque ones, or set INGESTION_ALLOW_PERSONAL_IDS",
                 )
 
-    def to_batch(self, event: DocumentEvent, deadline: Deadline | None = None) -> ChunkBatch:
-        """The ChunkBatch for a valid event (raises IngestError for an empty upsert, or
-        ProcessingTimeout once ``deadline`` has passed)."""
+    def needs_reading(self, event: DocumentEvent) -> bool:
+        """Whether the event's body must be fetched, decoded or converted first (slow: the
+        worker does it off the event loop)."""
+        return event.op is Op.UPSERT and bool(
+            event.content_base64 or event.content_uri or event.content_sha256
+        )
+
+    def read_body(self, event: DocumentEvent) -> Body:
+        """The body of an upsert: fetched or decoded, hash-checked, then decoded as UTF-8 (a
+        text type) or converted in the converter process (raises IngestError)."""
+        if not self.needs_reading(event):
+            return event.content
+        if self.fetcher is None:
+            raise IngestError("FetchRefused", "this ingestor reads no bodies by reference")
+        data = self.fetcher.body(event)
+        if event.content_type.is_text:
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise IngestError("InvalidText", f"the body is not UTF-8: {exc}") from None
+        if self.converter is None:
+            raise IngestError("UnsupportedContentType", "this ingestor converts no documents")
+        return self.converter.convert(data, event.content_type)
+
+    def to_batch(
+        self, event: DocumentEvent, deadline: Deadline | None = None, body: Body | None = None
+    ) -> ChunkBatch:
+        """The ChunkBatch for a valid event whose ``body`` was read (``read_body``; an
+        inline text body needs none). Raises IngestError for an empty upsert, or
+        ProcessingTimeout once ``deadline`` has passed."""
         deadline = deadline or Deadline(self.processing_timeout_s, self.clock)
         chunks: list[Chunk] = []
         redactions: Counter[str] = Counter()
+        if body is None:
+            body = self.read_body(event)
         # Every free-text field is stored (docs.chunks is compacted, kept forever) and
         # published: redact them all, as the content.
-        title = self._redacted(event.title, redactions)
+        title = self._redacted(event.title or _own_title(event, body), redactions)
         if event.op is Op.UPSERT:
-            text = normalize(event.content, event.content_type, deadline)
-            deadline()
-            text = self._redacted(text, redactions)
-            deadline()
-            if not text:
-                raise IngestError("EmptyContent", "upsert has no text after normalisation")
-            marks = (
-                headings(text)
-                if event.content_type in (ContentType.MARKDOWN, ContentType.HTML)
-                else Headings([], [])
-            )
-            budget = self.chunk_tokens - self._context_tokens(title, marks)
-            spans = chunk_text(text, self.tokenizer, budget, self.chunk_overlap, deadline)
-            for i, span in enumerate(spans):
-                chunks.append(
-                    Chunk(
-                        chunk_id=chunk_id(event.tenant, event.doc_id, i),
-                        index=i,
-                        text=span.text,
-                        content_hash=content_hash(span.text),
-                        token_count=span.token_count,
-                        char_start=span.start,
-                        char_end=span.end,
-                        heading=marks.at(span.start),
-                    )
-                )
+            chunks = self._chunks(event, body, title, redactions, deadline)
         source = self._redacted(event.source, redactions)
         metadata = self._redacted(event.metadata, redactions)
         return ChunkBatch(
@@ -219,6 +233,76 @@ class Ingestor:
             source_event_time=event.event_time,
             tokenizer=self.tokenizer_name,
         )
+
+    def _sections(
+        self, event: DocumentEvent, body: Body, found: Counter[str], deadline: Deadline
+    ) -> tuple[list[Section], bool]:
+        """The body's sections, normalised and redacted, and whether headings are marked."""
+        if isinstance(body, str):
+            text = normalize(body, event.content_type, deadline)
+            sections = [Section(None, text)]
+            marked = event.content_type in (ContentType.MARKDOWN, ContentType.HTML)
+        else:
+            sections = [
+                Section(s.page, normalize(s.text, ContentType.MARKDOWN, deadline))
+                for s in body.sections
+            ]
+            marked = True
+        deadline()
+        for s in sections:
+            s.text = self._redacted(s.text, found)
+        deadline()
+        size = sum(len(s.text.encode()) for s in sections)
+        if not isinstance(body, str) and size > self.max_event_bytes:
+            raise IngestError(
+                "TooLarge",
+                f"the document's text is {size} bytes once converted; the limit is "
+                f"{self.max_event_bytes} (INGESTION_MAX_EVENT_BYTES)",
+            )
+        return [s for s in sections if s.text], marked
+
+    def _chunks(
+        self,
+        event: DocumentEvent,
+        body: Body,
+        title: str,
+        found: Counter[str],
+        deadline: Deadline,
+    ) -> list[Chunk]:
+        """The chunks of an upsert: each section (page) chunked on its own, so no chunk spans
+        two pages; offsets and headings are those of the sections joined by blank lines."""
+        sections, marked = self._sections(event, body, found, deadline)
+        if not sections:
+            scans = isinstance(body, Converted) and body.ocr_pages
+            raise IngestError(
+                "EmptyContent",
+                "upsert has no text after normalisation"
+                + (" (its pages are scans, and OCR found no text)" if scans else ""),
+            )
+        text = "\n\n".join(s.text for s in sections)
+        marks = headings(text) if marked else Headings([], [])
+        budget = self.chunk_tokens - self._context_tokens(title, marks)
+        chunks: list[Chunk] = []
+        at = 0
+        for section in sections:
+            spans = chunk_text(section.text, self.tokenizer, budget, self.chunk_overlap, deadline)
+            for span in spans:
+                i = len(chunks)
+                chunks.append(
+                    Chunk(
+                        chunk_id=chunk_id(event.tenant, event.doc_id, i),
+                        index=i,
+                        text=span.text,
+                        content_hash=content_hash(span.text),
+                        token_count=span.token_count,
+                        char_start=at + span.start,
+                        char_end=at + span.end,
+                        heading=marks.at(at + span.start),
+                        page=section.page,
+                    )
+                )
+            at += len(section.text) + 2
+        return chunks
 
     def _context_tokens(self, title: str, marks: Headings) -> int:
         """Tokens the longest context of the document (title and heading path) takes in
@@ -251,7 +335,21 @@ class Ingestor:
         event = self.parse(raw, key)
         if newest_version is not None and event.version < newest_version:
             return Stale(event, newest_version)
-        return self.to_batch(event)
+        return self.to_batch(event, body=self.read_body(event))
+
+
+def _own_title(event: DocumentEvent, body: Body) -> str:
+    """A converted document's title when the event gives none: its own (PDF or Office
+    properties), else its first heading, else its file name."""
+    if isinstance(body, str):
+        return ""
+    if body.title:
+        return body.title[:1024]
+    for s in body.sections:
+        for line in s.text.splitlines():
+            if line.startswith("#"):
+                return line.lstrip("#").strip()[:1024]
+    return event.doc_id.rsplit("/", 1)[-1]
 
 
 def _keys(value: Any) -> Iterator[str]:

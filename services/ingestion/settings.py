@@ -57,6 +57,66 @@ class IngestionSettings(BaseSettings):
         description="Longest time one document's processing may take; past it the document "
         "is dead-lettered (ProcessingTimeout) and the ones behind it go on.",
     )
+    max_document_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Largest body fetched by reference (content_uri) or decoded inline; "
+        "larger is dead-lettered (TooLarge) before it is read whole.",
+    )
+    fetch_schemes: list[str] = Field(
+        default=["file", "http", "https"],
+        description="URI schemes content_uri may use (JSON list). file:// still needs "
+        "INGESTION_FETCH_ROOTS, http(s):// INGESTION_FETCH_HOSTS.",
+    )
+    fetch_roots: list[str] = Field(
+        default=[],
+        description="Folders (a shared volume) whose files a file:// content_uri may name "
+        "(JSON list); a path outside them, after resolving links, is refused. Empty: none.",
+    )
+    fetch_hosts: list[str] = Field(
+        default=[],
+        description="Hosts an http(s):// content_uri may name (JSON list; exact names, or "
+        "'.example.com' for its subdomains). Redirects are followed only to allowed hosts. "
+        "Empty: none.",
+    )
+    fetch_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest fetch of one content_uri, connect to last byte."
+    )
+    convert_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest conversion of one document (PDF, Office, OCR) in the converter "
+        "process; past it the process is killed and the document dead-lettered "
+        "(ConversionTimeout).",
+    )
+    convert_memory_mb: int = Field(
+        default=2048,
+        ge=256,
+        description="Address space the converter process may take; a document that needs "
+        "more is dead-lettered (TooLarge) and the process replaced.",
+    )
+    max_pages: int = Field(
+        default=2000,
+        gt=0,
+        description="Most pages, slides, sheets or image frames in one document; more is "
+        "dead-lettered (TooManyPages) before any is read.",
+    )
+    max_unpacked_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        gt=0,
+        description="Most bytes an Office file (a zip) may unpack to; more is a zip bomb, "
+        "dead-lettered (TooLarge) before it is opened.",
+    )
+    ocr: bool = Field(
+        default=True,
+        description="Read images, and PDF pages without a text layer, with Tesseract.",
+    )
+    ocr_languages: str = Field(
+        default="eng", description="Tesseract languages, '+'-joined (their packs installed)."
+    )
+    ocr_dpi: int = Field(
+        default=200, ge=72, le=600, description="Resolution PDF pages are rendered at for OCR."
+    )
     redact_private_ips: bool = Field(
         default=True,
         description="Whether private-range addresses (10.0.0.0/8, 192.168.0.0/16, fc00::/7, "

@@ -4,6 +4,7 @@ events; tests drive it without a broker."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import MutableMapping
@@ -11,7 +12,7 @@ from typing import Any
 
 from faust.types import EventT, TopicT
 
-from services.ingestion.logic import Ingestor, Stale
+from services.ingestion.logic import Ingestor
 from shared.kafka.delivery import Deliveries
 
 log = logging.getLogger(__name__)
@@ -42,17 +43,21 @@ class IngestionWorker:
         batch whose delivery acknowledges the event. A failure raises to the loop, which
         dead-letters the event."""
         msg = event.message
-        key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
-        result = self.ingestor.process(msg.value, msg.key, self.newest.get(key) if key else None)
-        if isinstance(result, Stale):
+        doc = self.ingestor.parse(msg.value, msg.key)
+        newest = self.newest.get(doc.key)
+        if newest is not None and doc.version < newest:
             self.stats["stale_dropped"] += 1
-            log.info(
-                "dropped stale %s v%d (newest seen v%d)",
-                result.event.key,
-                result.event.version,
-                result.newest,
-            )
+            log.info("dropped stale %s v%d (newest seen v%d)", doc.key, doc.version, newest)
             return
+        body = None
+        if self.ingestor.needs_reading(doc):
+            # fetching and converting block (a file, a URL, the converter process): off the
+            # loop, so the worker keeps its group membership and timers meanwhile
+            body = await asyncio.to_thread(self.ingestor.read_body, doc)
+            if not isinstance(body, str):
+                self.stats["converted"] += 1
+                self.stats["ocr_pages"] += body.ocr_pages
+        result = self.ingestor.to_batch(doc, body=body)
         await self.out.send(event, self.chunks, result.key.encode(), result.to_bytes())
         self.newest[result.key] = result.version
         self.stats["batches"] += 1

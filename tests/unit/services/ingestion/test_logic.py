@@ -166,3 +166,76 @@ def test_every_free_text_field_is_redacted_in_the_batch() -> None:
     }
     assert batch.redactions == {"email": 2, "ssn": 1, "phone": 1}
     assert "example.com" not in batch.to_bytes().decode()
+
+
+def pdf_event(data: bytes, **fields: object) -> DocumentEvent:
+    import base64
+    import hashlib
+
+    from shared.contracts.events import ContentType
+
+    return DocumentEvent(
+        tenant="acme",
+        doc_id="handbook.pdf",
+        version=1,
+        content_type=ContentType.PDF,
+        content_base64=base64.b64encode(data).decode(),
+        content_sha256=hashlib.sha256(data).hexdigest(),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_a_converted_document_is_chunked_page_by_page_under_its_heading_path() -> None:
+    from tests import documents as make
+
+    words = " ".join(f"word{i}" for i in range(120))
+    data = make.pdf(
+        [
+            make.Page(
+                headings=[(1, "Policies")], paragraphs=[f"Refunds take thirty days. {words}"]
+            ),
+            make.Page(headings=[(2, "Shipping")], paragraphs=["Parcels leave on Tuesdays."]),
+            make.Page(scanned=True, paragraphs=["The scanned page names the Lisbon office."]),
+        ],
+        title="Handbook",
+    )
+    batch = NARROW.to_batch(pdf_event(data))
+    pages = [c.page for c in batch.chunks]
+    assert pages == sorted(pages) and set(pages) == {1, 2, 3} and pages.count(1) > 1
+    assert batch.title == "Handbook", "the PDF's own title, when the event has none"
+    on = {p: " ".join(c.text for c in batch.chunks if c.page == p) for p in (1, 2, 3)}
+    assert "thirty days" in on[1] and "Tuesdays" in on[2] and "Lisbon office" in on[3]
+    assert "Tuesdays" not in on[1] and "thirty days" not in on[2]
+    assert {c.heading for c in batch.chunks if c.page == 2} == {"Policies › Shipping"}
+    assert {c.heading for c in batch.chunks if c.page == 3} == {"Policies › Shipping"}
+    assert batch.schema_version == 3
+
+
+def test_a_document_whose_text_outgrows_the_event_limit_is_refused() -> None:
+    from services.ingestion.settings import IngestionSettings
+    from tests import documents as make
+
+    small = Ingestor.from_settings(IngestionSettings(max_event_bytes=4000))
+    data = make.pdf([make.Page(paragraphs=["many words here " * 30])] * 12)
+    with pytest.raises(IngestError) as info:
+        small.to_batch(pdf_event(data))
+    assert info.value.code == "TooLarge" and "once converted" in str(info.value)
+
+
+def test_text_sent_as_bytes_reads_as_its_type_and_must_be_utf8() -> None:
+    import base64
+
+    html = "<h1>Title</h1><p>Body text here.</p>"
+    ev = DocumentEvent(
+        tenant="acme",
+        doc_id="x.html",
+        version=1,
+        content_type="text/html",
+        content_base64=base64.b64encode(html.encode()).decode(),
+    )
+    batch = ING.to_batch(ev)
+    assert "Body text here." in batch.chunks[0].text and batch.chunks[0].page is None
+    bad = ev.model_copy(update={"content_base64": base64.b64encode(b"\xff\xfe").decode()})
+    with pytest.raises(IngestError) as info:
+        ING.to_batch(bad)
+    assert info.value.code == "InvalidText"
