@@ -129,6 +129,7 @@ def payload(batch: ChunkBatch, chunk: Chunk, model: str, indexed_at: float) -> d
         "text": chunk.text,
         "title": batch.title,
         "heading": chunk.heading,
+        "page": chunk.page,
         "source": batch.source,
         "acl": batch.acl or [PUBLIC],
         "access": access_keys(batch.tenant, batch.acl),

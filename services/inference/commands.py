@@ -134,7 +134,8 @@ def ask(ctx: Context, question: str, url: str | None, key: str | None, top_k: in
                     for c in data["citations"]:
                         # the cosine similarity: the rank score means another thing per mode
                         similarity = f"similarity {c['similarity']:.2f}"
-                        click.echo(f"[{c['n']}] {c['title']} ({c['doc_id']}, {similarity})")
+                        page = f", page {c['page']}" if c.get("page") is not None else ""
+                        click.echo(f"[{c['n']}] {c['title']} ({c['doc_id']}{page}, {similarity})")
                     click.echo(
                         f"trace {data['trace_id']}, prompt "
                         f"{data['prompt']['name']}/{data['prompt']['version']}"

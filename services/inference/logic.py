@@ -80,6 +80,7 @@ def _cited(n: int, h: Hit, snippet_chars: int) -> dict[str, object]:
         "doc_id": h.doc_id,
         "title": h.title,
         "chunk_id": h.chunk_id,
+        "page": h.page,
         "rank_score": round(h.score, 4),
         "similarity": round(h.similarity, 4),
         # whitespace tidied in the part that can show, not in the whole chunk

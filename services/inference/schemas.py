@@ -79,6 +79,11 @@ class Citation(BaseModel):
     doc_id: str = Field(description="Document it comes from.")
     title: str = Field(description="The document's title.")
     chunk_id: str = Field(description="The chunk's stable id.")
+    page: int | str | None = Field(
+        default=None,
+        description="Where the chunk is in its document: the page (PDF, TIFF) or slide "
+        "(PPTX) number from 1, or the sheet's name (XLSX); null for text without pages.",
+    )
     rank_score: float = Field(
         description="The ranking's own score: cosine similarity (dense), BM25 (sparse) or the "
         "fused score (hybrid). Results are in its order, best first; it is not comparable "

@@ -26,7 +26,7 @@ from shared.store.payload import PUBLIC, access_keys
 FilterValue = str | int | bool | list[str] | list[int]
 
 # What a search returns of each point's payload: what a Hit holds.
-HIT_FIELDS = ["doc_id", "title", "text", "chunk_index", "version", "source", "metadata"]
+HIT_FIELDS = ["doc_id", "title", "text", "chunk_index", "page", "version", "source", "metadata"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Hit:
     score: float  # the ranking's own: cosine (dense), BM25 (sparse) or fused (hybrid)
     similarity: float  # cosine of the question and the chunk, in every mode
     chunk_index: int
+    page: int | str | None  # the page, slide or sheet it is on; None without pages
     version: int
     source: str
     metadata: dict[str, Any]
@@ -122,6 +123,7 @@ def _hit(p: Scored) -> Hit:
         score=p.score,
         similarity=p.similarity,
         chunk_index=int(pl.get("chunk_index", 0)),
+        page=pl.get("page"),
         version=int(pl.get("version", 0)),
         source=pl.get("source", ""),
         metadata=pl.get("metadata", {}),

@@ -65,6 +65,31 @@ DOCS = [
 ALLOWED_A = {"vpn", "lunch"}  # acme key with group eng: never payroll, never beta
 
 
+def _policy_pdf() -> DocumentEvent:
+    """A converted PDF (its second page a scan) that only the group travel may read."""
+    import base64
+
+    from tests import documents as make
+
+    data = make.pdf(
+        [
+            make.Page(headings=[(1, "Travel policy")], paragraphs=["Book trains two weeks ahead."]),
+            make.Page(scanned=True, paragraphs=["The daily meal allowance is forty euros."]),
+        ]
+    )
+    return DocumentEvent(
+        tenant="acme",
+        doc_id="travel.pdf",
+        version=1,
+        acl=["travel"],
+        content_type="application/pdf",
+        content_base64=base64.b64encode(data).decode(),
+    )
+
+
+POLICY_PDF = _policy_pdf()
+
+
 @pytest.fixture(scope="module")
 def world(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
@@ -89,6 +114,7 @@ def world(
             )
             for t, d, acl, c in DOCS
         ]
+        + [ing.to_batch(POLICY_PDF)]
     )
     keys = {
         name: new_key(name, tenant, groups)
@@ -97,6 +123,7 @@ def world(
             ("b", "beta", []),
             ("hr", "acme", ["hr"]),
             ("ops", "acme", ["ops"]),
+            ("travel", "acme", ["travel"]),
         ]
     }
     ro_key, ro = new_key("readonly", "acme", ["eng"])
@@ -284,6 +311,26 @@ def test_retrieve_ranks_by_each_mode_one_chunk_per_document_best_first(
     assert [ch["doc_id"] for ch in r.json()["chunks"]][:1] == ["lunch"]
     r = c.post("/v1/retrieve", json={"question": "vpn", "mode": "fuzzy"}, headers=auth(key))
     assert r.status_code == 422 and "mode" in r.text
+
+
+def test_retrieve_and_citations_show_the_page_of_a_converted_document(
+    world: dict[str, Any],
+) -> None:
+    c, key = world["client"], world["keys"]["travel"]
+    r = c.post("/v1/retrieve", json={"question": "daily meal allowance"}, headers=auth(key))
+    assert r.status_code == 200, r.text
+    top = r.json()["chunks"][0]
+    assert (top["doc_id"], top["page"], top["title"]) == ("travel.pdf", 2, "Travel policy")
+    assert "forty euros" in top["text"]
+    r = c.post(
+        "/v1/query", json={"question": "What is the daily meal allowance?"}, headers=auth(key)
+    )
+    assert r.status_code == 200, r.text
+    cited = {(x["doc_id"], x["page"]) for x in r.json()["citations"]}
+    assert ("travel.pdf", 2) in cited
+    # text documents have no pages
+    r = c.post("/v1/retrieve", json={"question": "canteen lunch"}, headers=auth(world["keys"]["a"]))
+    assert {ch["page"] for ch in r.json()["chunks"]} == {None}
 
 
 def test_query_answers_with_citations_and_publishes_a_full_trace(world: dict[str, Any]) -> None:

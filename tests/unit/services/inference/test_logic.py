@@ -16,6 +16,7 @@ def hit(doc: str, idx: int, score: float, text: str | None = None) -> Hit:
         score=score,
         similarity=score,
         chunk_index=idx,
+        page=None,
         version=1,
         source="",
         metadata={},
