@@ -36,9 +36,14 @@ def ingest(
     deletes: tuple[str, ...],
     no_progress: bool,
 ) -> None:
-    """Publish files and folders (.txt, .md, .html, .jsonl of DocumentEvents) to ingestion.
+    """Publish files and folders to ingestion: text (.txt, .md, .html), documents (.pdf,
+    .docx, .pptx, .xlsx, .png, .jpg, .tif; converted by the service) and .jsonl files of
+    DocumentEvents.
 
-    A folder's doc ids are paths relative to it; each publish gets a new version.
+    A folder's doc ids are paths relative to it; each publish gets a new version. Documents
+    up to 256 KiB travel inside the event; larger ones by reference (file://), which the
+    service reads only under INGESTION_FETCH_ROOTS. To keep an index equal to a folder,
+    deletes and edits included, use `llmops sync`.
     """
     from shared.contracts.events import DocumentEvent
     from shared.contracts.upstream import (
@@ -69,3 +74,78 @@ def ingest(
         click.echo(f"failed: {err}", err=True)
     click.echo(f"sent {summary.sent}, failed {summary.failed}, {summary.bytes} bytes")
     sys.exit(1 if summary.failed else 0)
+
+
+@commands.command("sync")
+@click.argument(
+    "source", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="SOURCE"
+)
+@click.option("--tenant", default="default", show_default=True, help="Tenant of the files.")
+@click.option("--acl", multiple=True, help="Group allowed to read the files (repeatable).")
+@click.option("--watch", is_flag=True, help="Keep running: sync again when files change.")
+@click.option("--dry-run", is_flag=True, help="Print what would be published; publish nothing.")
+@click.option(
+    "--source-id",
+    default=None,
+    help="The source's name in the sync state (default: the folder's file:// URI). Give the "
+    "same one on every machine that mounts the share at another path.",
+)
+@click.option(
+    "--debounce-ms",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(50),
+    help="With --watch: wait this long after a change for more before syncing.",
+)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@pass_context
+def sync(
+    ctx: Context,
+    source: Path,
+    tenant: str,
+    acl: tuple[str, ...],
+    watch: bool,
+    dry_run: bool,
+    source_id: str | None,
+    debounce_ms: int,
+    no_progress: bool,
+) -> None:
+    """Make the index equal to the folder SOURCE: new and changed files upserted, files gone
+    deleted, unchanged files not published (same size and time, or same SHA-256).
+
+    What was published per file is kept on the topic ingest.sync, so a sync from another
+    machine (or after .llmops/sync is lost) resumes where the last one stopped. Exits 1 when
+    any file failed.
+    """
+    from services.ingestion.sync import Sync, SyncBusy
+
+    if not dry_run:
+        ctx.ensure_topics()
+    job = Sync(
+        source,
+        tenant,
+        list(acl),
+        ctx.bootstrap,
+        ctx.prefix,
+        ctx.platform.data_dir / "sync",
+        source=source_id,
+    )
+
+    def once() -> int:
+        try:
+            summary = job.run(dry_run=dry_run, progress=not no_progress, echo=click.echo)
+        except SyncBusy as exc:
+            raise click.ClickException(str(exc)) from exc
+        for err in summary.errors:
+            click.echo(f"failed: {err}", err=True)
+        click.echo(summary.line() + (" (dry run: nothing published)" if dry_run else ""))
+        return 1 if summary.failed else 0
+
+    status = once()
+    if not watch:
+        sys.exit(status)
+    import watchfiles
+
+    click.echo(f"watching {source} (Ctrl-C stops)")
+    for _ in watchfiles.watch(source, debounce=debounce_ms, raise_interrupt=False):
+        once()

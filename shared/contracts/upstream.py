@@ -7,6 +7,8 @@ Upstream Python systems call :func:`publish_documents` and :func:`publish_feedba
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -26,8 +28,21 @@ SUFFIX_TYPES = {
     ".markdown": ContentType.MARKDOWN,
     ".html": ContentType.HTML,
     ".htm": ContentType.HTML,
+    ".pdf": ContentType.PDF,
+    ".docx": ContentType.DOCX,
+    ".pptx": ContentType.PPTX,
+    ".xlsx": ContentType.XLSX,
+    ".png": ContentType.PNG,
+    ".jpg": ContentType.JPEG,
+    ".jpeg": ContentType.JPEG,
+    ".tif": ContentType.TIFF,
+    ".tiff": ContentType.TIFF,
 }
 SUPPORTED_SUFFIXES = (*SUFFIX_TYPES, ".jsonl")
+# Bodies up to this size travel inside the event (base64 makes them a third larger): under
+# ingestion's default INGESTION_MAX_EVENT_BYTES (512 KiB) with room for the rest. Larger
+# ones travel by reference (a file:// URI the service must be allowed to read).
+INLINE_MAX_BYTES = 256 * 1024
 _TITLE_MD = re.compile(r"^#\s+(.+)$", re.MULTILINE)
 _TITLE_HTML = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -53,7 +68,8 @@ def _title(path: Path, text: str, ctype: ContentType) -> str:
     return path.stem
 
 
-def _doc_id(path: Path, root: Path) -> str:
+def doc_id_for(path: Path, root: Path) -> str:
+    """A file's doc id: its path under ``root``, with '/' and only the id's characters."""
     rel = path.relative_to(root) if path != root else Path(path.name)
     return re.sub(r"[^A-Za-z0-9._:/@+=-]", "_", rel.as_posix())
 
@@ -89,29 +105,61 @@ def events_from_paths(
                         f"{'.'.join(map(str, exc.errors()[0]['loc']))}"
                     )
             continue
-        if suffix not in SUFFIX_TYPES:
-            yield InputError(f"{f}: unsupported file type {suffix!r}; use {SUPPORTED_SUFFIXES}")
-            continue
         try:
-            text = f.read_text(encoding="utf-8")
+            yield file_event(f, root, tenant, acl or [])
+        except InputError as exc:
+            yield exc
+
+
+def file_event(
+    f: Path,
+    root: Path,
+    tenant: str,
+    acl: list[str],
+    version: int | None = None,
+    data: bytes | None = None,
+    inline_max: int = INLINE_MAX_BYTES,
+) -> DocumentEvent:
+    """The upsert of one file (its doc id is its path under ``root``). Text goes as
+    ``content``; a PDF, Office file or image as ``content_base64`` up to ``inline_max``
+    bytes, else as a ``file://`` reference with its SHA-256 (the claim check). ``data`` is
+    the file's bytes when the caller has read them already. Raises InputError."""
+    suffix = f.suffix.lower()
+    ctype = SUFFIX_TYPES.get(suffix)
+    if ctype is None:
+        raise InputError(f"{f}: unsupported file type {suffix!r}; use {SUPPORTED_SUFFIXES}")
+    try:
+        data = f.read_bytes() if data is None else data
+    except OSError as exc:
+        raise InputError(f"{f}: {exc.strerror or exc}") from None
+    fields: dict[str, object] = {"content_type": ctype}
+    if ctype.is_text:
+        try:
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield InputError(f"{f}: not UTF-8 text ({exc.reason})")
-            continue
-        ctype = SUFFIX_TYPES[suffix]
-        try:
-            yield DocumentEvent(
-                tenant=tenant,
-                doc_id=_doc_id(f, root),
-                # Publish time as version: newer than anything published before for this file.
-                version=time.time_ns(),
-                source=f.resolve().as_uri(),
-                title=_title(f, text, ctype),
-                content=text,
-                content_type=ctype,
-                acl=acl or [],
-            )
-        except ValidationError as exc:
-            yield InputError(f"{f}: {exc.errors()[0]['msg']}")
+            raise InputError(f"{f}: not UTF-8 text ({exc.reason})") from None
+        fields.update(content=text, title=_title(f, text, ctype))
+    elif len(data) <= inline_max:
+        fields.update(
+            content_base64=base64.b64encode(data).decode(),
+            content_sha256=hashlib.sha256(data).hexdigest(),
+        )
+    else:
+        fields.update(
+            content_uri=f.resolve().as_uri(), content_sha256=hashlib.sha256(data).hexdigest()
+        )
+    try:
+        return DocumentEvent(
+            tenant=tenant,
+            doc_id=doc_id_for(f, root),
+            # Publish time as version: newer than anything published before for this file.
+            version=time.time_ns() if version is None else version,
+            source=f.resolve().as_uri(),
+            acl=acl,
+            **fields,
+        )
+    except ValidationError as exc:
+        raise InputError(f"{f}: {exc.errors()[0]['msg']}") from None
 
 
 def delete_event(tenant_doc: str) -> DocumentEvent:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
@@ -70,16 +70,31 @@ def wait_for_events(
         c.close()
 
 
-def read_to_end(bootstrap: str, topic: str, poll_ms: int = 500) -> Iterator[ConsumerRecord]:
-    """Every record of ``topic`` from the beginning to where it ended when called (what a
-    report reads: later records wait for the next run)."""
+def read_to_end(
+    bootstrap: str,
+    topic: str,
+    poll_ms: int = 500,
+    start: Mapping[int, int] | None = None,
+    ended: dict[int, int] | None = None,
+) -> Iterator[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning (or from ``start``'s offsets, where they
+    are within the partition) to where it ended when called (what a report reads: later
+    records wait for the next run). ``ended``, when given, receives those end offsets."""
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         tps = existing(c, topic, bootstrap)
-        ends = {tp: off for tp, off in c.end_offsets(tps).items() if off > 0}
+        all_ends = c.end_offsets(tps)
+        if ended is not None:
+            ended.update({tp.partition: off for tp, off in all_ends.items()})
+        begins = c.beginning_offsets(tps)
+        starts: dict[TopicPartition, int] = {}
+        for tp, off in all_ends.items():
+            at = (start or {}).get(tp.partition, 0)
+            starts[tp] = max(begins[tp], at if at <= off else 0)  # past the end: a new topic
+        ends = {tp: off for tp, off in all_ends.items() if starts[tp] < off}
         c.assign(list(ends))
         for tp in ends:
-            c.seek_to_beginning(tp)
+            c.seek(tp, starts[tp])
         while ends:
             for tp, recs in c.poll(timeout_ms=poll_ms).items():
                 for r in recs:

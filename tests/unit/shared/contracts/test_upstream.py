@@ -41,3 +41,23 @@ def test_delete_event_parses_tenant_and_doc() -> None:
         except InputError:
             continue
         raise AssertionError(bad)
+
+
+def test_documents_go_inline_when_small_and_by_hash_checked_reference_when_large(
+    tmp_path: Path,
+) -> None:
+    import base64
+    import hashlib
+
+    from shared.contracts.events import ContentType
+    from shared.contracts.upstream import file_event
+
+    small, large = tmp_path / "small.pdf", tmp_path / "deck.pptx"
+    small.write_bytes(b"%PDF small")
+    large.write_bytes(b"PK" + b"x" * 5000)
+    a = file_event(small, tmp_path, "acme", [], inline_max=1000)
+    assert a.content_type is ContentType.PDF and base64.b64decode(a.content_base64) == b"%PDF small"
+    assert a.content_sha256 == hashlib.sha256(b"%PDF small").hexdigest() and a.title == ""
+    b = file_event(large, tmp_path, "acme", [], inline_max=1000)
+    assert b.content_uri == large.resolve().as_uri() and not b.content_base64
+    assert b.content_sha256 == hashlib.sha256(large.read_bytes()).hexdigest()

@@ -1,0 +1,352 @@
+"""``llmops sync``: keep the index equal to a folder, its edits and deletes included.
+
+One run walks the folder and compares each file with what was last published for it:
+the same size and modification time is unchanged without reading it; otherwise its SHA-256
+decides (a touched file publishes nothing). New and changed files are upserted, files gone
+are deleted, a rename is both. What was published is kept per file on the compacted topic
+``ingest.sync`` (keyed ``source|path``), and cached locally with the offsets it was read
+to: a run reads only the topic's records past those offsets, so a sync from another
+machine, or after the cache is lost, neither republishes everything nor misses a delete.
+Two syncs of one source on one machine are refused (a lock file beside the cache).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from shared.contracts.events import DocumentEvent, Op, SyncRecord, record_key, sync_key
+from shared.contracts.producer import make_producer
+from shared.contracts.topics import INGEST_DOCUMENTS, INGEST_SYNC
+from shared.contracts.upstream import SUFFIX_TYPES, InputError, doc_id_for, file_event
+from shared.kafka.reader import read_to_end
+
+# what the state keeps per path (a plain dict: a no-change run of 10,000 files reads it all)
+Known = dict[str, Any]
+
+
+class SyncBusy(RuntimeError):
+    """Another sync of the same source runs on this machine."""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A file found in the source: its path (with '/'), size and modification time."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+def walk(root: Path) -> dict[str, Seen]:
+    """Every file of a supported type under ``root`` (hidden files and folders, and links
+    to folders, are left out), by its path relative to ``root``."""
+    found: dict[str, Seen] = {}
+    stack = [(root, "")]
+    while stack:
+        folder, rel = stack.pop()
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((Path(e.path), f"{rel}{e.name}/"))
+                elif os.path.splitext(e.name)[1].lower() in SUFFIX_TYPES and e.is_file():
+                    st = e.stat()
+                    found[rel + e.name] = Seen(rel + e.name, st.st_size, st.st_mtime_ns)
+    return found
+
+
+@dataclass
+class Plan:
+    """What a sync does before reading any file: which paths are unchanged by size and
+    time, which must be read (new, or changed size or time, or a new tenant or acl), and
+    which are gone."""
+
+    unchanged: list[str] = field(default_factory=list)
+    read: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def plan(seen: dict[str, Seen], known: dict[str, Known], tenant: str, acl: list[str]) -> Plan:
+    """Compare the walk with the state (pure)."""
+    out = Plan()
+    for path, f in seen.items():
+        k = known.get(path)
+        if (
+            k is not None
+            and k["size"] == f.size
+            and k["mtime_ns"] == f.mtime_ns
+            and k["tenant"] == tenant
+            and k["acl"] == acl
+        ):
+            out.unchanged.append(path)
+        else:
+            out.read.append(path)
+    out.deleted = sorted(known.keys() - seen.keys())
+    out.read.sort()
+    return out
+
+
+@dataclass
+class Change:
+    """One file's outcome: add, change, touch (same bytes, new time: state only), delete;
+    the events to publish for it and its new state (None: forget the path)."""
+
+    kind: str
+    path: str
+    events: list[DocumentEvent]
+    record: SyncRecord | None
+
+
+def next_version(prior: Known | None) -> int:
+    """Now in nanoseconds, and always past what was published before for the file."""
+    return max(time.time_ns(), prior["version"] + 1 if prior else 0)
+
+
+def deletion(source: str, prior: Known) -> Change:
+    """The delete of a file gone from its source."""
+    event = DocumentEvent(
+        op=Op.DELETE, tenant=prior["tenant"], doc_id=prior["doc_id"], version=next_version(prior)
+    )
+    return Change("delete", prior["path"], [event], None)
+
+
+def upsert(
+    source: str,
+    root: Path,
+    f: Seen,
+    data: bytes,
+    prior: Known | None,
+    tenant: str,
+    acl: list[str],
+) -> Change:
+    """The outcome for a file that was read (raises InputError)."""
+    digest = hashlib.sha256(data).hexdigest()
+    same = prior is not None and (prior["tenant"], prior["acl"], prior["sha256"]) == (
+        tenant,
+        acl,
+        digest,
+    )
+    version = prior["version"] if same and prior else next_version(prior)
+    record = SyncRecord(
+        source=source,
+        path=f.path,
+        tenant=tenant,
+        doc_id=doc_id_for(root / f.path, root),
+        acl=acl,
+        version=version,
+        sha256=digest,
+        size=f.size,
+        mtime_ns=f.mtime_ns,
+    )
+    if same:
+        return Change("touch", f.path, [], record)
+    events = [file_event(root / f.path, root, tenant, acl, version=version, data=data)]
+    if prior is not None and prior["tenant"] != tenant:  # the document moves to a new key
+        events.insert(0, deletion(source, prior).events[0])
+    return Change("change" if prior else "add", f.path, events, record)
+
+
+@dataclass
+class Summary:
+    """What a sync did (or, dry, would do)."""
+
+    added: int = 0
+    changed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    # the document events published, by key: their versions (what to wait for downstream)
+    published: dict[str, int] = field(default_factory=dict)
+
+    def count(self, kind: str) -> None:
+        """Count one file's outcome."""
+        name = {"add": "added", "change": "changed", "delete": "deleted", "touch": "unchanged"}
+        setattr(self, name[kind], getattr(self, name[kind]) + 1)
+
+    def line(self) -> str:
+        """The summary line."""
+        return (
+            f"added {self.added}, changed {self.changed}, deleted {self.deleted}, "
+            f"unchanged {self.unchanged}, failed {self.failed}"
+        )
+
+
+class State:
+    """What was published per file of one source: the local cache, brought up to date from
+    ``ingest.sync`` (only the records past the offsets the cache was read to)."""
+
+    def __init__(self, bootstrap: str, prefix: str, source: str, cache_dir: Path) -> None:
+        self.bootstrap, self.source = bootstrap, source
+        self.topic = INGEST_SYNC.name(prefix)
+        name = hashlib.sha256(f"{bootstrap}|{prefix}|{source}".encode()).hexdigest()[:20]
+        self.cache = cache_dir / f"{name}.json"
+        self.lock_path = cache_dir / f"{name}.lock"
+        self.known: dict[str, Known] = {}
+        self.offsets: dict[int, int] = {}
+        self._lock: IO[str] | None = None
+
+    def lock(self) -> None:
+        """Hold this source's lock until ``unlock`` (SyncBusy when another sync has it)."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.lock_path, "a+")  # noqa: SIM115 - held open for the whole run
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise SyncBusy(
+                f"another sync of {self.source} is running ({holder}); wait for it, or stop it"
+            ) from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
+        f.flush()
+        self._lock = f
+
+    def unlock(self) -> None:
+        """Release the lock."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def load(self) -> None:
+        """The cache, then every record of the topic past its offsets."""
+        try:
+            saved = json.loads(self.cache.read_text())
+            if saved.get("source") == self.source:
+                self.known = saved["known"]
+                self.offsets = {int(p): o for p, o in saved["offsets"].items()}
+        except (OSError, ValueError, KeyError):
+            self.known, self.offsets = {}, {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Apply the topic's records past the offsets read to (the run's own writes too)."""
+        prefix = sync_key(self.source, "").encode()
+        ended: dict[int, int] = {}
+        for r in read_to_end(self.bootstrap, self.topic, start=self.offsets, ended=ended):
+            if r.key is None or not r.key.startswith(prefix):
+                continue
+            path = r.key[len(prefix) :].decode()
+            if r.value is None:
+                self.known.pop(path, None)
+            else:
+                rec = SyncRecord.from_bytes(r.value)
+                self.known[path] = rec.model_dump(mode="json")
+        changed = ended != self.offsets
+        self.offsets = ended
+        if changed or not self.cache.exists():
+            self.save()
+
+    def save(self) -> None:
+        """Write the cache (atomically: a crash leaves the old one)."""
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"source": self.source, "offsets": self.offsets, "known": self.known})
+        )
+        tmp.replace(self.cache)
+
+
+class Sync:
+    """One source (a folder) kept equal to the index, for one tenant and acl."""
+
+    def __init__(
+        self,
+        root: Path,
+        tenant: str,
+        acl: list[str],
+        bootstrap: str,
+        prefix: str,
+        cache_dir: Path,
+        source: str | None = None,
+    ) -> None:
+        self.root = root.resolve()
+        self.tenant, self.acl = tenant, sorted(set(acl))
+        self.bootstrap, self.prefix = bootstrap, prefix
+        self.source = source or self.root.as_uri()
+        self.state = State(bootstrap, prefix, self.source, cache_dir)
+
+    def run(
+        self,
+        dry_run: bool = False,
+        progress: bool = False,
+        echo: Callable[[str], None] = print,
+    ) -> Summary:
+        """One pass: the index made equal to the folder (SyncBusy when another runs)."""
+        self.state.lock()
+        try:
+            self.state.load()
+            seen = walk(self.root)
+            todo = plan(seen, self.state.known, self.tenant, self.acl)
+            summary = Summary(unchanged=len(todo.unchanged))
+            changes = list(self._changes(todo, seen, summary, progress))
+            if dry_run:
+                for c in changes:
+                    if c.kind != "touch":
+                        echo(f"would {c.kind} {c.path}")
+            elif changes:
+                changes = self._publish(changes, summary)
+                self.state.refresh()
+            for c in changes:
+                summary.count(c.kind)
+            return summary
+        finally:
+            self.state.unlock()
+
+    def _changes(
+        self, todo: Plan, seen: dict[str, Seen], summary: Summary, progress: bool
+    ) -> Iterator[Change]:
+        for prior_path in todo.deleted:
+            yield deletion(self.source, self.state.known[prior_path])
+        for path in tqdm(todo.read, desc="reading", unit="file", disable=not progress):
+            try:
+                data = (self.root / path).read_bytes()
+                prior = self.state.known.get(path)
+                yield upsert(self.source, self.root, seen[path], data, prior, self.tenant, self.acl)
+            except (OSError, InputError) as exc:
+                summary.failed += 1
+                summary.errors.append(f"{path}: {exc}")
+
+    def _publish(self, changes: list[Change], summary: Summary) -> list[Change]:
+        """The documents first, then (once they are acknowledged) the state: a crash between
+        leaves files to publish again next run, never a state that claims too much. Returns
+        the changes that were published."""
+        producer = make_producer(self.bootstrap)
+        docs, state = INGEST_DOCUMENTS.name(self.prefix), INGEST_SYNC.name(self.prefix)
+        try:
+            sent = [
+                (c, [producer.send(docs, key=record_key(e), value=e.to_bytes()) for e in c.events])
+                for c in changes
+            ]
+            producer.flush()
+            done: list[Change] = []
+            for c, futures in sent:
+                try:
+                    for fut in futures:
+                        fut.get(timeout=60)
+                    done.append(c)
+                    summary.published.update({e.key: e.version for e in c.events})
+                except Exception as exc:  # noqa: BLE001 - reported per file
+                    summary.failed += 1
+                    summary.errors.append(f"{c.path}: not published: {type(exc).__name__}: {exc}")
+            for c in done:
+                key = sync_key(self.source, c.path).encode()
+                value = c.record.to_bytes() if c.record is not None else None
+                producer.send(state, key=key, value=value)
+            producer.flush()
+        finally:
+            producer.close()
+        return done

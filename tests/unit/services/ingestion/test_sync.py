@@ -1,0 +1,107 @@
+"""Unit tests of ``services.ingestion.sync``'s pure parts: the walk, the plan by size and
+time, and each file's outcome by its hash (the end-to-end runs are integration tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from services.ingestion.sync import Seen, Summary, deletion, plan, upsert, walk
+from shared.contracts.events import ContentType, Op
+
+SRC = "file:///share"
+
+
+def known(path: str, size: int, mtime: int, sha: str = "a" * 64, **kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "path": path,
+        "size": size,
+        "mtime_ns": mtime,
+        "sha256": sha,
+        "tenant": "acme",
+        "acl": [],
+        "version": 100,
+        "doc_id": path,
+    }
+    base.update(kw)
+    return base
+
+
+def test_the_walk_finds_supported_files_and_skips_hidden_ones_and_links(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one.md").write_text("x")
+    (tmp_path / "a" / "two.PDF").write_bytes(b"%PDF")
+    (tmp_path / "notes.bin").write_bytes(b"?")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x.md").write_text("hidden")
+    (tmp_path / ".draft.md").write_text("hidden")
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
+    found = walk(tmp_path)
+    assert sorted(found) == ["a/one.md", "a/two.PDF"]
+    st = os.stat(tmp_path / "a" / "one.md")
+    assert found["a/one.md"] == Seen("a/one.md", 1, st.st_mtime_ns)
+
+
+def test_the_plan_reads_only_what_size_time_tenant_or_acl_says_may_have_changed() -> None:
+    seen = {
+        "same.md": Seen("same.md", 5, 1),
+        "grown.md": Seen("grown.md", 6, 1),
+        "touched.md": Seen("touched.md", 5, 2),
+        "new.md": Seen("new.md", 1, 1),
+    }
+    state = {
+        "same.md": known("same.md", 5, 1),
+        "grown.md": known("grown.md", 5, 1),
+        "touched.md": known("touched.md", 5, 1),
+        "gone.md": known("gone.md", 5, 1),
+    }
+    p = plan(seen, state, "acme", [])
+    assert p.unchanged == ["same.md"]
+    assert p.read == ["grown.md", "new.md", "touched.md"]
+    assert p.deleted == ["gone.md"]
+    assert plan(seen, state, "acme", ["eng"]).unchanged == [], "a new acl republishes all"
+
+
+def test_a_file_is_added_changed_or_only_touched_by_its_hash(tmp_path: Path) -> None:
+    (tmp_path / "doc.md").write_text("# Doc\nbody")
+    data = (tmp_path / "doc.md").read_bytes()
+    f = Seen("doc.md", len(data), 7)
+    added = upsert(SRC, tmp_path, f, data, None, "acme", [])
+    assert added.kind == "add" and added.record is not None
+    (event,) = added.events
+    assert event.doc_id == "doc.md" and event.content_type is ContentType.MARKDOWN
+    assert added.record.sha256 == hashlib.sha256(data).hexdigest()
+    prior = added.record.model_dump(mode="json")
+    touched = upsert(SRC, tmp_path, Seen("doc.md", len(data), 9), data, prior, "acme", [])
+    assert touched.kind == "touch" and touched.events == []
+    assert touched.record is not None and touched.record.version == prior["version"]
+    assert touched.record.mtime_ns == 9
+    changed = upsert(SRC, tmp_path, f, data + b"!", prior, "acme", [])
+    assert changed.kind == "change" and changed.events[0].version > prior["version"]
+
+
+def test_a_binary_file_goes_inline_with_its_hash_and_a_tenant_move_deletes_the_old_key(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "scan.png").write_bytes(b"\x89PNG fake")
+    data = (tmp_path / "scan.png").read_bytes()
+    prior = known("scan.png", 3, 1, tenant="old", doc_id="scan.png")
+    c = upsert(SRC, tmp_path, Seen("scan.png", len(data), 2), data, prior, "acme", [])
+    assert [e.op for e in c.events] == [Op.DELETE, Op.UPSERT]
+    assert c.events[0].tenant == "old" and c.events[1].tenant == "acme"
+    assert c.events[1].content_base64 and c.events[1].content_sha256
+
+
+def test_a_delete_is_newer_than_what_was_published_and_forgets_the_path() -> None:
+    prior = known("gone.md", 5, 1, version=2**62)
+    d = deletion(SRC, prior)
+    (event,) = d.events
+    assert event.op is Op.DELETE and event.version == 2**62 + 1 and d.record is None
+
+
+def test_the_summary_line_counts_each_outcome() -> None:
+    s = Summary(unchanged=3)
+    for kind in ("add", "add", "change", "delete", "touch"):
+        s.count(kind)
+    assert s.line() == "added 2, changed 1, deleted 1, unchanged 4, failed 0"
