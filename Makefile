@@ -28,12 +28,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := .llmops/.installed-$(LOCK_HASH)
 # Tools the tests use from Debian, installed when missing: a real headless Chromium for the
-# page tests, and docker-compose (v1) to check the compose file (no Docker engine needed).
+# page tests, docker-compose (v1) to check the compose file (no Docker engine needed), the
+# real Prometheus and Alertmanager, and Tesseract with its English data for OCR.
 TEST_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose \
-	/usr/bin/prometheus /usr/bin/prometheus-alertmanager
-TEST_PACKAGES := chromium chromium-driver docker-compose prometheus prometheus-alertmanager
+	/usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin/tesseract \
+	/usr/share/tesseract-ocr/5/tessdata/eng.traineddata
+TEST_PACKAGES := chromium chromium-driver docker-compose prometheus prometheus-alertmanager \
+	tesseract-ocr tesseract-ocr-eng
 
-.PHONY: help install test-tools run test chaos test-unit test-integration lint bench up down kafka-start kafka-stop clean
+.PHONY: help install run-tools test-tools run test chaos test-unit test-integration lint bench up down kafka-start kafka-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -67,8 +70,25 @@ $(INSTALLED): $(BASE_READY) pyproject.toml
 		--no-build-isolation -e .
 	mkdir -p .llmops && rm -f .llmops/.installed-* && touch $(INSTALLED)
 
+# What `make run` needs from Debian: Tesseract, to read the sample PDF's scanned page.
+RUN_TOOLS := /usr/bin/tesseract /usr/share/tesseract-ocr/5/tessdata/eng.traineddata
+RUN_PACKAGES := tesseract-ocr tesseract-ocr-eng
+
+run-tools:
+	@for t in $(RUN_TOOLS); do [ -e $$t ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "OCR needs Debian's $(RUN_PACKAGES) (apt-get install $(RUN_PACKAGES) as" \
+				"root); without them scanned pages are dead-lettered (ConverterMissing)" >&2; \
+		else \
+			echo "==> installing Debian's $(RUN_PACKAGES) for OCR"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				$(RUN_PACKAGES) >/dev/null; \
+		fi; \
+	fi
+
 test-tools:
-	@for t in $(TEST_TOOLS); do [ -x $$t ] || missing=1; done; \
+	@for t in $(TEST_TOOLS); do [ -e $$t ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then \
 			echo "the tests need Debian's $(TEST_PACKAGES); install them as root:" >&2; \
@@ -83,7 +103,7 @@ install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project
 	@$(BIN)/python -c "from shared.kafka.broker import broker_classpath; from shared.settings import PlatformSettings as P; broker_classpath(P().cache_dir)"
 	@$(BIN)/llmops models fetch >/dev/null
 
-run: install ## Start the broker and every service (llmops dev), index the sample corpus, serve the API
+run: install run-tools ## Start the broker and every service (llmops dev), index the sample corpus, serve the API
 	$(BIN)/llmops dev README.md docs
 
 test: install test-tools ## Run every test: unit, then integration and e2e on a real broker started for them

@@ -27,6 +27,7 @@ class Example:
     question: str
     facts: tuple[str, ...]  # each must be in the answer (case-insensitive)
     doc: str  # the document the answer must cite
+    page: int | str | None = None  # and the page it must cite it by
 
 
 ASK_EXAMPLE = Example(
@@ -39,7 +40,14 @@ CURL_EXAMPLE = Example(
     ("dlq.error_type",),
     "operations.md",
 )
-EXAMPLES = (ASK_EXAMPLE, CURL_EXAMPLE)
+# answered from the scanned page of a PDF (docs/samples, made by tests/documents.py)
+PDF_EXAMPLE = Example(
+    "What is the daily meal allowance on business trips?",
+    ("40 euros",),
+    "samples/travel-handbook.pdf",
+    2,
+)
+EXAMPLES = (ASK_EXAMPLE, CURL_EXAMPLE, PDF_EXAMPLE)
 
 
 def _load_corpus(
@@ -102,6 +110,9 @@ def _say_how_to_ask(url: str, key: str) -> None:
     )
     # examples the default stack answers right, with the right citation (tests/e2e/test_make_run.py)
     click.echo(f'    llmops ask "{ASK_EXAMPLE.question}"')
+    click.echo(
+        f'    llmops ask "{PDF_EXAMPLE.question}"   (from a scanned PDF page, cited with its page)'
+    )
     click.echo(
         f"    curl -N {url}/v1/query -H 'Authorization: Bearer {key}' "
         "-H 'Content-Type: application/json' "

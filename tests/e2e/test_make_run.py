@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.dev import ASK_EXAMPLE, CURL_EXAMPLE, Example
+from services.dev import ASK_EXAMPLE, CURL_EXAMPLE, PDF_EXAMPLE, Example
 from services.inference.client import connect, stream_query
 from shared.contracts.events import DocumentEvent, DocumentIndexed
 from shared.contracts.topics import DOCS_INDEXED
@@ -47,22 +47,28 @@ def test_make_run_answers_its_examples_right_twice_and_stops_on_ctrl_c(
         assert wait_for(lambda: "==> ask at" in dev.log(), 480, 1), dev.log()[-4000:]
         printed = dev.log()
         assert "Traceback" not in printed, printed[-4000:]
-        for example in (ASK_EXAMPLE, CURL_EXAMPLE):
+        for example in (ASK_EXAMPLE, CURL_EXAMPLE, PDF_EXAMPLE):
             assert example.question in printed, "the example it prints is the one checked"
         url = f"http://127.0.0.1:{port}"
         cli_env = {**env, "LLMOPS_API_URL": url}
 
-        # the ask example, through `llmops ask` as printed; twice, the same right answer
-        answers = []
-        for _ in range(2):
-            out = llmops("ask", ASK_EXAMPLE.question, env=cli_env)
-            assert out.returncode == 0, out.stderr
-            assert "INFO" not in out.stdout + out.stderr, "library log lines in the way"
-            answer, _, sources = out.stdout.partition("\n\n")
-            cited = re.findall(r"\(([^,()]+), similarity \d\.\d\d\)", sources)
-            assert right(ASK_EXAMPLE, answer, cited), out.stdout
-            answers.append(answer)
-        assert answers[0] == answers[1]
+        # the ask examples, through `llmops ask` as printed; twice, the same right answer;
+        # the PDF one from its scanned page, cited with that page
+        for example in (ASK_EXAMPLE, PDF_EXAMPLE):
+            answers = []
+            for _ in range(2):
+                out = llmops("ask", example.question, env=cli_env)
+                assert out.returncode == 0, out.stderr
+                assert "INFO" not in out.stdout + out.stderr, "library log lines in the way"
+                answer, _, sources = out.stdout.partition("\n\n")
+                found = re.findall(
+                    r"\(([^,()]+)(?:, page ([^,()]+))?, similarity \d\.\d\d\)", sources
+                )
+                assert right(example, answer, [doc for doc, _ in found]), out.stdout
+                if example.page is not None:
+                    assert (example.doc, str(example.page)) in found, out.stdout
+                answers.append(answer)
+            assert answers[0] == answers[1]
 
         # the curl example, streamed as the printed curl asks it; twice, the same answer
         key = (Path(env["LLMOPS_DATA_DIR"]) / "dev_api_key").read_text().strip()
