@@ -9,6 +9,9 @@ RUN CMAKE_ARGS="-DGGML_OPENMP=OFF" pip wheel --no-cache-dir --no-deps -w /wheels
     "llama-cpp-python==$(sed -n -E 's/^llama[-_]cpp[-_]python==//p' requirements.lock)"
 
 FROM python:3.11-slim
+# Tesseract and its English data: ingestion OCRs scans and PDF pages without a text layer.
+RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr \
+    tesseract-ocr-eng && rm -rf /var/lib/apt/lists/*
 ENV PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 LLMOPS_DATA_DIR=/data \
     INFERENCE_PROMPTS_DIR=/app/prompts
 WORKDIR /app

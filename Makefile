@@ -133,6 +133,8 @@ bench: install ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/answers.py
 	$(BIN)/python bench/feedback.py
 	$(BIN)/python bench/monitoring.py
+	$(BIN)/python bench/documents.py
+	$(BIN)/python bench/converters.py
 
 kafka-start: install ## Start the local broker in the background
 	$(BIN)/llmops kafka start

@@ -138,14 +138,24 @@ def sync(
             raise click.ClickException(str(exc)) from exc
         for err in summary.errors:
             click.echo(f"failed: {err}", err=True)
+        if summary.by_reference:
+            click.echo(
+                f"{summary.by_reference} files were over 256 KiB and went as file:// "
+                f"references: the ingestion service reads them only if {job.root} is under "
+                "its INGESTION_FETCH_ROOTS (else they are dead-lettered, FetchRefused)",
+                err=True,
+            )
         click.echo(summary.line() + (" (dry run: nothing published)" if dry_run else ""))
         return 1 if summary.failed else 0
 
     status = once()
     if not watch:
         sys.exit(status)
+    import logging
+
     import watchfiles
 
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not a line per change batch
     click.echo(f"watching {source} (Ctrl-C stops)")
     for _ in watchfiles.watch(source, debounce=debounce_ms, raise_interrupt=False):
         once()

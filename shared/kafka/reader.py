@@ -12,6 +12,23 @@ from kafka.consumer.fetcher import ConsumerRecord
 from shared.contracts.events import Event
 
 E = TypeVar("E", bound=Event)
+# kafka-python 3.0.12 builds its cluster metadata without the consumer's retry_backoff_ms, so
+# the first metadata request for a topic waited the default 100 ms after the bootstrap: most
+# of a no-change `llmops sync` (bench/documents.py). The consumers here shorten it.
+_METADATA_BACKOFF_MS = 10
+
+
+def reader(bootstrap: str) -> KafkaConsumer:
+    """A consumer for reading topics by partition (no group, no commits)."""
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        retry_backoff_ms=_METADATA_BACKOFF_MS,
+    )
+    cluster = getattr(c, "_cluster", None)
+    if cluster is not None and "retry_backoff_ms" in getattr(cluster, "config", {}):
+        cluster.config["retry_backoff_ms"] = _METADATA_BACKOFF_MS
+    return c
 
 
 def partitions(c: KafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -29,7 +46,7 @@ def existing(c: KafkaConsumer, topic: str, bootstrap: str) -> list[TopicPartitio
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """Next offset of every partition of ``topic``."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    c = reader(bootstrap)
     try:
         return {tp.partition: off for tp, off in c.end_offsets(partitions(c, topic)).items()}
     finally:
@@ -46,7 +63,7 @@ def wait_for_events(
 ) -> dict[str, E]:
     """Events of ``model`` whose key and version are in ``want``, read from ``start`` offsets
     (None: the beginning), until all have arrived or the time is up."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    c = reader(bootstrap)
     got: dict[str, E] = {}
     try:
         parts = start if start is not None else end_offsets(bootstrap, topic)
@@ -76,13 +93,18 @@ def read_to_end(
     poll_ms: int = 500,
     start: Mapping[int, int] | None = None,
     ended: dict[int, int] | None = None,
+    partitions: int | None = None,
 ) -> Iterator[ConsumerRecord]:
     """Every record of ``topic`` from the beginning (or from ``start``'s offsets, where they
     are within the partition) to where it ended when called (what a report reads: later
-    records wait for the next run). ``ended``, when given, receives those end offsets."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    records wait for the next run). ``ended``, when given, receives those end offsets.
+    ``partitions``, when the caller knows the count, saves listing the cluster's topics."""
+    c = reader(bootstrap)
     try:
-        tps = existing(c, topic, bootstrap)
+        if partitions:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+        else:
+            tps = existing(c, topic, bootstrap)
         all_ends = c.end_offsets(tps)
         if ended is not None:
             ended.update({tp.partition: off for tp, off in all_ends.items()})
@@ -116,7 +138,7 @@ def follow(
 ) -> Iterator[ConsumerRecord]:
     """Records of ``topic`` as they come (``tail -f``): from now, or from the beginning;
     until ``stop_after_s`` seconds have passed (None: until interrupted)."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    c = reader(bootstrap)
     try:
         tps = existing(c, topic, bootstrap)
         c.assign(tps)

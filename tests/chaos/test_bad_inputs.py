@@ -63,7 +63,13 @@ DOCUMENTS: list[tuple[str, bytes | None, bytes | None, str]] = [
     ("a bad tenant", b"Acme Corp/bad", js(event(tenant="Acme Corp")), "InvalidIdentifier"),
     ("a '..' doc id", b"acme/a/../b", js(event(doc_id="a/../b")), "InvalidIdentifier"),
     ("a bad group", b"acme/bad", js(event(acl=["not ok"])), "InvalidIdentifier"),
-    ("a PDF", b"acme/bad", js(event(content_type="application/pdf")), "UnsupportedContentType"),
+    (
+        "a Word 97 file",
+        b"acme/bad",
+        js(event(content_type="application/msword")),
+        "UnsupportedContentType",
+    ),
+    ("a PDF as text", b"acme/bad", js(event(content_type="application/pdf")), "SchemaError"),
     ("the wrong key", b"acme/other", js(event()), "KeyMismatch"),
     ("no key", None, js(event()), "KeyMismatch"),
     ("too large", b"acme/bad", js(event(content="y" * 600_000)), "TooLarge"),
@@ -170,7 +176,7 @@ def test_every_bad_event_is_dead_lettered_with_its_reason_and_every_valid_one_in
         "ingestion embedding",
         **choke(
             {
-                "services.ingestion.logic:Ingestor.process": CHOKE_INGEST,
+                "services.ingestion.logic:Ingestor.to_batch": CHOKE_INGEST,
                 "services.embedding.indexer:Indexer.index": CHOKE_EMBED,
             }
         ),

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,70 @@ def test_two_syncs_of_one_source_at_once_are_refused(
     finally:
         first.state.unlock()
     assert Sync(folder, "acme", [], kafka_bootstrap, topic_prefix, cache).run().added == 1
+
+
+def test_watch_follows_new_and_deleted_files_after_a_debounce(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    from shared.contracts.events import DocumentEvent, Op
+    from tests.kafka_helpers import consume
+
+    folder = tmp_path / "share"
+    write(folder, "first.md")
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_TOPIC_PREFIX": topic_prefix,
+        "LLMOPS_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "sync",
+            str(folder),
+            "--tenant",
+            "acme",
+            "--watch",
+            "--debounce-ms",
+            "300",
+            "--no-progress",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))
+    reader.start()
+
+    def printed(text: str, timeout_s: float = 60) -> bool:
+        until = time.monotonic() + timeout_s
+        while time.monotonic() < until:
+            if any(text in line for line in lines):
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        assert printed("watching"), lines
+        assert "added 1, changed 0, deleted 0, unchanged 0, failed 0\n" in lines
+        write(folder, "second.md")
+        (folder / "first.md").unlink()
+        assert printed("deleted 1"), lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+    recs = consume(kafka_bootstrap, INGEST_DOCUMENTS.name(topic_prefix), until=3, timeout_s=30)
+    got = [DocumentEvent.from_bytes(r.value) for r in recs]
+    ops = {(e.doc_id, e.op): e.version for e in got}
+    assert set(ops) == {("first.md", Op.UPSERT), ("second.md", Op.UPSERT), ("first.md", Op.DELETE)}
+    assert ops[("first.md", Op.DELETE)] > ops[("first.md", Op.UPSERT)]
+    assert not any("INFO" in line for line in lines), "library log lines in the way"

@@ -7,25 +7,24 @@ import hashlib
 import os
 from pathlib import Path
 
-from services.ingestion.sync import Seen, Summary, deletion, plan, upsert, walk
+from services.ingestion.sync import Known, Seen, Summary, deletion, plan, upsert, walk
 from shared.contracts.events import ContentType, Op
 
 SRC = "file:///share"
 
 
-def known(path: str, size: int, mtime: int, sha: str = "a" * 64, **kw: object) -> dict[str, object]:
+def known(path: str, size: int, mtime: int, sha: str = "a" * 64, **kw: object) -> Known:
     base: dict[str, object] = {
-        "path": path,
         "size": size,
         "mtime_ns": mtime,
         "sha256": sha,
+        "version": 100,
         "tenant": "acme",
         "acl": [],
-        "version": 100,
         "doc_id": path,
     }
     base.update(kw)
-    return base
+    return Known(**base)  # type: ignore[arg-type]
 
 
 def test_the_walk_finds_supported_files_and_skips_hidden_ones_and_links(tmp_path: Path) -> None:
@@ -40,16 +39,11 @@ def test_the_walk_finds_supported_files_and_skips_hidden_ones_and_links(tmp_path
     found = walk(tmp_path)
     assert sorted(found) == ["a/one.md", "a/two.PDF"]
     st = os.stat(tmp_path / "a" / "one.md")
-    assert found["a/one.md"] == Seen("a/one.md", 1, st.st_mtime_ns)
+    assert found["a/one.md"] == (1, st.st_mtime_ns)
 
 
 def test_the_plan_reads_only_what_size_time_tenant_or_acl_says_may_have_changed() -> None:
-    seen = {
-        "same.md": Seen("same.md", 5, 1),
-        "grown.md": Seen("grown.md", 6, 1),
-        "touched.md": Seen("touched.md", 5, 2),
-        "new.md": Seen("new.md", 1, 1),
-    }
+    seen = {"same.md": (5, 1), "grown.md": (6, 1), "touched.md": (5, 2), "new.md": (1, 1)}
     state = {
         "same.md": known("same.md", 5, 1),
         "grown.md": known("grown.md", 5, 1),
@@ -72,13 +66,13 @@ def test_a_file_is_added_changed_or_only_touched_by_its_hash(tmp_path: Path) -> 
     (event,) = added.events
     assert event.doc_id == "doc.md" and event.content_type is ContentType.MARKDOWN
     assert added.record.sha256 == hashlib.sha256(data).hexdigest()
-    prior = added.record.model_dump(mode="json")
+    prior = Known.of(added.record)
     touched = upsert(SRC, tmp_path, Seen("doc.md", len(data), 9), data, prior, "acme", [])
     assert touched.kind == "touch" and touched.events == []
-    assert touched.record is not None and touched.record.version == prior["version"]
+    assert touched.record is not None and touched.record.version == prior.version
     assert touched.record.mtime_ns == 9
     changed = upsert(SRC, tmp_path, f, data + b"!", prior, "acme", [])
-    assert changed.kind == "change" and changed.events[0].version > prior["version"]
+    assert changed.kind == "change" and changed.events[0].version > prior.version
 
 
 def test_a_binary_file_goes_inline_with_its_hash_and_a_tenant_move_deletes_the_old_key(
@@ -95,7 +89,7 @@ def test_a_binary_file_goes_inline_with_its_hash_and_a_tenant_move_deletes_the_o
 
 def test_a_delete_is_newer_than_what_was_published_and_forgets_the_path() -> None:
     prior = known("gone.md", 5, 1, version=2**62)
-    d = deletion(SRC, prior)
+    d = deletion("gone.md", prior)
     (event,) = d.events
     assert event.op is Op.DELETE and event.version == 2**62 + 1 and d.record is None
 
