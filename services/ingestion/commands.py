@@ -148,14 +148,30 @@ def sync(
         click.echo(summary.line() + (" (dry run: nothing published)" if dry_run else ""))
         return 1 if summary.failed else 0
 
-    status = once()
     if not watch:
-        sys.exit(status)
+        sys.exit(once())
     import logging
+    import signal
+    import threading
 
     import watchfiles
 
+    # Ctrl-C (or SIGTERM) stops after the pass in hand, never in the middle of publishing;
+    # a second one stops at once
+    stop = threading.Event()
+
+    def halt(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("stopping after this pass (Ctrl-C again: at once)", err=True)
+
+    signal.signal(signal.SIGINT, halt)
+    signal.signal(signal.SIGTERM, halt)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not a line per change batch
+    once()
     click.echo(f"watching {source} (Ctrl-C stops)")
-    for _ in watchfiles.watch(source, debounce=debounce_ms, raise_interrupt=False):
+    for _ in watchfiles.watch(source, debounce=debounce_ms, stop_event=stop):
+        if stop.is_set():
+            break
         once()

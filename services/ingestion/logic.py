@@ -333,9 +333,15 @@ class Ingestor:
     ) -> ChunkBatch | Stale:
         """One record: a batch to publish, or Stale to drop. Raises IngestError for bad input."""
         event = self.parse(raw, key)
-        if newest_version is not None and event.version < newest_version:
-            return Stale(event, newest_version)
-        return self.to_batch(event, body=self.read_body(event))
+        return stale(event, newest_version) or self.to_batch(event, body=self.read_body(event))
+
+
+def stale(event: DocumentEvent, newest_version: int | None) -> Stale | None:
+    """Stale when a newer version of the event's document was seen (an equal one passes:
+    replays stay exact)."""
+    if newest_version is not None and event.version < newest_version:
+        return Stale(event, newest_version)
+    return None
 
 
 def _own_title(event: DocumentEvent, body: Body) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from faust.types import EventT, TopicT
 
-from services.ingestion.logic import Ingestor
+from services.ingestion.logic import Ingestor, stale
 from shared.kafka.delivery import Deliveries
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,10 @@ class IngestionWorker:
         dead-letters the event."""
         msg = event.message
         doc = self.ingestor.parse(msg.value, msg.key)
-        newest = self.newest.get(doc.key)
-        if newest is not None and doc.version < newest:
+        old = stale(doc, self.newest.get(doc.key))
+        if old is not None:
             self.stats["stale_dropped"] += 1
-            log.info("dropped stale %s v%d (newest seen v%d)", doc.key, doc.version, newest)
+            log.info("dropped stale %s v%d (newest seen v%d)", doc.key, doc.version, old.newest)
             return
         body = None
         if self.ingestor.needs_reading(doc):

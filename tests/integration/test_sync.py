@@ -226,9 +226,10 @@ def test_watch_follows_new_and_deleted_files_after_a_debounce(
         (folder / "first.md").unlink()
         assert printed("deleted 1"), lines
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        proc.send_signal(signal.SIGINT)  # stops after the pass in hand, cleanly
+        code = proc.wait(timeout=30)
         reader.join(timeout=10)
+    assert code == 0, lines
     recs = consume(kafka_bootstrap, INGEST_DOCUMENTS.name(topic_prefix), until=3, timeout_s=30)
     got = [DocumentEvent.from_bytes(r.value) for r in recs]
     ops = {(e.doc_id, e.op): e.version for e in got}

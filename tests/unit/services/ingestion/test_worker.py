@@ -68,3 +68,26 @@ async def test_a_bad_event_raises_to_the_loop_and_leaves_the_newest_version_alon
     assert w.newest == {"acme/d1": 2} and len(chunks.sent) == 1
     w.dead_lettered("InvalidJSON")
     assert w.stats["dlq.InvalidJSON"] == 1
+
+
+@in_loop
+async def test_a_document_in_bytes_is_converted_off_the_loop_and_counted() -> None:
+    import base64
+
+    from shared.contracts.events import ContentType
+    from tests import documents as make
+
+    consumer, chunks, w = worker()
+    deck = make.pptx([("Launch", ["The launch is on the fifth of May."]), ("Risks", ["None."])])
+    doc = DocumentEvent(
+        tenant="acme",
+        doc_id="deck.pptx",
+        version=1,
+        content_type=ContentType.PPTX,
+        content_base64=base64.b64encode(deck).decode(),
+    )
+    await w.take(event(consumer, 0, doc.to_bytes(), key=doc.key.encode()))
+    ((_, value, _),) = chunks.sent
+    batch = ChunkBatch.from_bytes(value)
+    assert [c.page for c in batch.chunks] == [1, 2] and batch.title == "Launch"
+    assert w.stats["converted"] == 1 and w.stats["ocr_pages"] == 0
