@@ -369,7 +369,8 @@ class Sync:
     ) -> Iterator[Change]:
         for prior_path in todo.deleted:
             yield deletion(prior_path, self.state.known[prior_path])
-        for path in tqdm(todo.read, desc="reading", unit="file", disable=not progress):
+        bar = not progress or not todo.read  # no bar over nothing to read
+        for path in tqdm(todo.read, desc="reading", unit="file", disable=bar):
             try:
                 data = (self.root / path).read_bytes()
                 prior = self.state.known.get(path)

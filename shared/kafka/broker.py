@@ -193,7 +193,7 @@ class LocalBroker:
     def start(self) -> bool:
         """Start the broker unless one already answers; return True if this call started it."""
         if answers_metadata(self.bootstrap, timeout_s=3):
-            log.info("a broker already answers on %s; reusing it", self.bootstrap)
+            log.debug("a broker already answers on %s; reusing it", self.bootstrap)
             return False
         if self.pid() is None and port_open("127.0.0.1", self.port):
             raise BrokerError(f"port {self.port} is taken by something that is not a Kafka broker")
