@@ -118,6 +118,7 @@ def sync(
     any file failed.
     """
     from services.ingestion.sync import Sync, SyncBusy
+    from shared.contracts.upstream import INLINE_MAX_BYTES
 
     if not dry_run:
         ctx.ensure_topics()
@@ -140,8 +141,9 @@ def sync(
             click.echo(f"failed: {err}", err=True)
         if summary.by_reference:
             click.echo(
-                f"{summary.by_reference} files were over 256 KiB and went as file:// "
-                f"references: the ingestion service reads them only if {job.root} is under "
+                f"{summary.by_reference} files were over {INLINE_MAX_BYTES // 1024} KiB and "
+                "went as file:// references: the ingestion service reads them only if "
+                f"{job.root} is under "
                 "its INGESTION_FETCH_ROOTS (else they are dead-lettered, FetchRefused)",
                 err=True,
             )

@@ -25,6 +25,8 @@ from shared.contracts.events import DocumentEvent
 
 _READ = 1024 * 1024
 _MAX_REDIRECTS = 5
+# the schemes this fetcher can read at all; INGESTION_FETCH_SCHEMES narrows them
+READABLE = ("file", "http", "https")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -88,12 +90,12 @@ class Fetcher:
         """The bytes at ``uri`` (raises IngestError: FetchRefused, FetchFailed, TooLarge)."""
         parts = urlsplit(uri)
         scheme = parts.scheme.lower()
-        if scheme not in self.schemes or scheme not in ("file", "http", "https"):
+        allowed = [s for s in self.schemes if s in READABLE]
+        if scheme not in allowed:
             raise IngestError(
                 "FetchRefused",
                 f"content_uri scheme {scheme or '(none)'!r} is not allowed; allowed: "
-                f"{', '.join(s for s in self.schemes if s in ('file', 'http', 'https'))} "
-                "(INGESTION_FETCH_SCHEMES)",
+                f"{', '.join(allowed)} (INGESTION_FETCH_SCHEMES)",
             )
         if scheme == "file":
             return self._file(parts.netloc, unquote(parts.path))

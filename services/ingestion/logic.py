@@ -333,7 +333,7 @@ class Ingestor:
     ) -> ChunkBatch | Stale:
         """One record: a batch to publish, or Stale to drop. Raises IngestError for bad input."""
         event = self.parse(raw, key)
-        return stale(event, newest_version) or self.to_batch(event, body=self.read_body(event))
+        return stale(event, newest_version) or self.to_batch(event)
 
 
 def stale(event: DocumentEvent, newest_version: int | None) -> Stale | None:

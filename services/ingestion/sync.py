@@ -174,7 +174,9 @@ def upsert(
     )
     if same:
         return Change("touch", f.path, [], record)
-    events = [file_event(root / f.path, root, tenant, acl, version=version, data=data)]
+    events = [
+        file_event(root / f.path, root, tenant, acl, version=version, data=data, sha256=digest)
+    ]
     if prior is not None and prior.tenant != tenant:  # the document moves to a new key
         events.insert(0, deletion(f.path, prior).events[0])
     return Change("change" if prior else "add", f.path, events, record)

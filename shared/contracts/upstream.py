@@ -119,11 +119,13 @@ def file_event(
     version: int | None = None,
     data: bytes | None = None,
     inline_max: int = INLINE_MAX_BYTES,
+    sha256: str | None = None,
 ) -> DocumentEvent:
     """The upsert of one file (its doc id is its path under ``root``). Text goes as
     ``content``; a PDF, Office file or image as ``content_base64`` up to ``inline_max``
     bytes, else as a ``file://`` reference with its SHA-256 (the claim check). ``data`` is
-    the file's bytes when the caller has read them already. Raises InputError."""
+    the file's bytes, and ``sha256`` their digest, when the caller has them already.
+    Raises InputError."""
     suffix = f.suffix.lower()
     ctype = SUFFIX_TYPES.get(suffix)
     if ctype is None:
@@ -139,15 +141,12 @@ def file_event(
         except UnicodeDecodeError as exc:
             raise InputError(f"{f}: not UTF-8 text ({exc.reason})") from None
         fields.update(content=text, title=_title(f, text, ctype))
-    elif len(data) <= inline_max:
-        fields.update(
-            content_base64=base64.b64encode(data).decode(),
-            content_sha256=hashlib.sha256(data).hexdigest(),
-        )
     else:
-        fields.update(
-            content_uri=f.resolve().as_uri(), content_sha256=hashlib.sha256(data).hexdigest()
-        )
+        fields["content_sha256"] = sha256 or hashlib.sha256(data).hexdigest()
+        if len(data) <= inline_max:
+            fields["content_base64"] = base64.b64encode(data).decode()
+        else:
+            fields["content_uri"] = f.resolve().as_uri()
     try:
         return DocumentEvent(
             tenant=tenant,
