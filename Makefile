@@ -70,6 +70,25 @@ $(INSTALLED): $(BASE_READY) pyproject.toml
 		--no-build-isolation -e .
 	mkdir -p .llmops && rm -f .llmops/.installed-* && touch $(INSTALLED)
 
+# The S3-compatible server the S3 tests talk to: SeaweedFS (Apache-2.0; MinIO is AGPL), built
+# once from the Go module proxy into the cache, keyed by its version. `go install` refuses this
+# module (its go.mod has replace directives), so it is built in the downloaded module's folder.
+WEED_VERSION := v0.0.0-20261109003541-7506e5f91cd6
+WEED := $(LLMOPS_CACHE)/bin/weed-$(WEED_VERSION)
+GO_ENV := GOPATH=$(LLMOPS_CACHE)/go GOCACHE=$(LLMOPS_CACHE)/go/build GOFLAGS=-modcacherw
+export LLMOPS_WEED := $(WEED)
+
+$(WEED):
+	@command -v go >/dev/null || { echo "the S3 tests need Go (https://go.dev/dl) to build" \
+		"SeaweedFS once" >&2; exit 1; }
+	@echo "==> building SeaweedFS $(WEED_VERSION) (the S3 server of the tests) once into" \
+		"$(WEED) (several minutes)"
+	mkdir -p $(dir $(WEED))
+	dir=$$($(GO_ENV) go mod download -json github.com/seaweedfs/seaweedfs@$(WEED_VERSION) \
+		| sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && cd "$$dir" && \
+		$(GO_ENV) go build -trimpath -o $(WEED).tmp ./weed
+	mv $(WEED).tmp $(WEED)
+
 # What `make run` needs from Debian: Tesseract, to read the sample PDF's scanned page.
 RUN_TOOLS := /usr/bin/tesseract /usr/share/tesseract-ocr/5/tessdata/eng.traineddata
 RUN_PACKAGES := tesseract-ocr tesseract-ocr-eng
@@ -106,7 +125,7 @@ install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project
 run: install run-tools ## Start the broker and every service (llmops dev), index the sample corpus, serve the API
 	$(BIN)/llmops dev README.md docs
 
-test: install test-tools ## Run every test: unit, then integration and e2e on a real broker started for them
+test: install test-tools $(WEED) ## Run every test: unit, then integration and e2e on a real broker started for them
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not load_sensitive" tests
 
 chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed broker and services
@@ -115,7 +134,7 @@ chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed brok
 test-unit: install ## Run only the unit tests (no broker)
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: install ## Run only the integration tests (real broker)
+test-integration: install $(WEED) ## Run only the integration tests (real broker)
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: install ## ruff (lint, format), mypy --strict on shared/ and services/, the import contracts

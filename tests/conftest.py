@@ -86,6 +86,37 @@ def start_service(service_env: dict[str, str], tmp_path: Path) -> Iterator[objec
         p.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real S3-compatible server (SeaweedFS) for the session. Never skips: without the
+    binary ``make test`` builds, the tests that need it fail saying so."""
+    from tests.s3_server import S3Server, weed_binary
+
+    binary = weed_binary()
+    if binary is None:
+        pytest.fail(
+            "no SeaweedFS binary: run the tests through `make test` (it builds one once into "
+            "the cache) or set LLMOPS_WEED to a `weed` binary"
+        )
+    server = S3Server(tmp_path_factory.mktemp("s3"), binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: object) -> str:
+    """A fresh, empty bucket on the session's S3 server."""
+    from tests.s3_server import S3Server
+
+    assert isinstance(s3_server, S3Server)
+    name = f"b{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
 # Every backend of the vector store. Qdrant Edge (the default) and qdrant-client (the server
 # backend's code, on its local mode) run everywhere; the server itself where Docker exists.
 STORE_BACKENDS = ["qdrant-edge", "qdrant-client-local", "qdrant-server"]

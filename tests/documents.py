@@ -7,6 +7,7 @@ Pillow), so the files are what those tools write in the wild."""
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,12 +19,15 @@ from PIL import Image, ImageDraw, ImageFont
 @dataclass
 class Page:
     """One page of a made PDF: headings (level, title) in order, then paragraphs, then rows
-    of a table; ``scanned`` renders the paragraphs into an image with no text layer."""
+    of a table; ``scanned`` renders the paragraphs into an image with no text layer;
+    ``noise`` adds an image of random pixels, so many a side, below the text (it does not
+    compress: a large file with a text layer)."""
 
     paragraphs: Sequence[str] = ()
     headings: Sequence[tuple[int, str]] = ()
     table: Sequence[Sequence[str]] = ()
     scanned: bool = False
+    noise: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -68,6 +72,10 @@ def pdf(pages: Sequence[Page], title: str = "", password: str | None = None) -> 
             for cell in row:
                 doc.cell(180 / len(row), 7, cell, border=1)
             doc.ln(7)
+        if page.noise:
+            pixels = random.Random(page.noise).randbytes(page.noise * page.noise)
+            img = Image.frombytes("L", (page.noise, page.noise), pixels)
+            doc.image(img, x=15, y=150, w=60)
     return bytes(doc.output())
 
 

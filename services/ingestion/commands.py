@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from shared.cli import Context, pass_context
+
+if TYPE_CHECKING:
+    from services.ingestion.sync import Source
 
 
 @click.group()
@@ -77,9 +81,7 @@ def ingest(
 
 
 @commands.command("sync")
-@click.argument(
-    "source", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="SOURCE"
-)
+@click.argument("source", metavar="SOURCE")
 @click.option("--tenant", default="default", show_default=True, help="Tenant of the files.")
 @click.option("--acl", multiple=True, help="Group allowed to read the files (repeatable).")
 @click.option("--watch", is_flag=True, help="Keep running: sync again when files change.")
@@ -87,8 +89,8 @@ def ingest(
 @click.option(
     "--source-id",
     default=None,
-    help="The source's name in the sync state (default: the folder's file:// URI). Give the "
-    "same one on every machine that mounts the share at another path.",
+    help="The source's name in the sync state (default: the folder's file:// URI, or the "
+    "s3:// prefix). Give the same one on every machine that mounts the share at another path.",
 )
 @click.option(
     "--debounce-ms",
@@ -97,21 +99,31 @@ def ingest(
     type=click.IntRange(50),
     help="With --watch: wait this long after a change for more before syncing.",
 )
+@click.option(
+    "--poll-s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="With --watch on s3://: list the prefix again this often (a bucket sends no change "
+    "events to a client).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @pass_context
 def sync(
     ctx: Context,
-    source: Path,
+    source: str,
     tenant: str,
     acl: tuple[str, ...],
     watch: bool,
     dry_run: bool,
     source_id: str | None,
     debounce_ms: int,
+    poll_s: float,
     no_progress: bool,
 ) -> None:
-    """Make the index equal to the folder SOURCE: new and changed files upserted, files gone
-    deleted, unchanged files not published (same size and time, or same SHA-256).
+    """Make the index equal to SOURCE, a folder or an S3 prefix (s3://BUCKET/PREFIX, the
+    store from the S3_* settings): new and changed files upserted, files gone deleted,
+    unchanged files not published (same size and time, or same SHA-256).
 
     What was published per file is kept on the topic ingest.sync, so a sync from another
     machine (or after .llmops/sync is lost) resumes where the last one stopped. Exits 1 when
@@ -120,10 +132,17 @@ def sync(
     from services.ingestion.sync import Sync, SyncBusy
     from shared.contracts.upstream import INLINE_MAX_BYTES
 
+    src: Path | Source
+    if source.lower().startswith("s3://"):
+        src = _bucket(source)
+    else:
+        src = Path(source)
+        if not src.is_dir():
+            raise click.BadParameter(f"{source}: no such folder", param_hint="SOURCE")
     if not dry_run:
         ctx.ensure_topics()
     job = Sync(
-        source,
+        src,
         tenant,
         list(acl),
         ctx.bootstrap,
@@ -142,9 +161,8 @@ def sync(
         if summary.by_reference:
             click.echo(
                 f"{summary.by_reference} files were over {INLINE_MAX_BYTES // 1024} KiB and "
-                "went as file:// references: the ingestion service reads them only if "
-                f"{job.root} is under "
-                "its INGESTION_FETCH_ROOTS (else they are dead-lettered, FetchRefused)",
+                "went as references: the ingestion service reads them only with "
+                f"{job.src.by_reference} (else they are dead-lettered, FetchRefused)",
                 err=True,
             )
         click.echo(summary.line() + (" (dry run: nothing published)" if dry_run else ""))
@@ -172,8 +190,32 @@ def sync(
     signal.signal(signal.SIGTERM, halt)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # not a line per change batch
     once()
+    if not isinstance(src, Path):
+        click.echo(f"listing {source} every {poll_s:g} s (Ctrl-C stops)")
+        while not stop.wait(poll_s):
+            once()
+        return
     click.echo(f"watching {source} (Ctrl-C stops)")
-    for _ in watchfiles.watch(source, debounce=debounce_ms, stop_event=stop):
+    for _ in watchfiles.watch(src, debounce=debounce_ms, stop_event=stop):
         if stop.is_set():
             break
         once()
+
+
+def _bucket(uri: str) -> Source:
+    """The bucket prefix ``uri`` names, on the store of the S3_* settings (checked now: a
+    wrong endpoint, key or bucket is one clear error, not a failure per file)."""
+    from services.ingestion import s3
+    from services.ingestion.settings import S3Settings
+    from services.ingestion.sync import Bucket
+
+    try:
+        bucket, prefix = s3.parse(uri)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SOURCE") from exc
+    client = s3.client(S3Settings())
+    try:
+        s3.check_bucket(client, bucket)
+    except s3.S3Failure as exc:
+        raise click.ClickException(f"{exc} (the store of S3_ENDPOINT_URL and S3_* keys)") from exc
+    return Bucket(bucket, prefix, client)

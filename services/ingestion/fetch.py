@@ -2,7 +2,7 @@
 ``content_uri`` (the claim check) within limits, then checked against ``content_sha256``.
 
 An event must not be able to make the service read an arbitrary file or URL: only the
-schemes, folders and hosts the settings allow, no redirect to another host, a size limit
+schemes, folders, hosts and buckets the settings allow, no redirect to another host, a size limit
 enforced while reading (never after), and a time limit on the whole fetch.
 """
 
@@ -13,20 +13,23 @@ import binascii
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-from services.ingestion.settings import IngestionSettings
+from services.ingestion import s3
+from services.ingestion.settings import IngestionSettings, S3Settings
 from services.ingestion.validate import IngestError
 from shared.contracts.events import DocumentEvent
 
 _READ = 1024 * 1024
 _MAX_REDIRECTS = 5
 # the schemes this fetcher can read at all; INGESTION_FETCH_SCHEMES narrows them
-READABLE = ("file", "http", "https")
+READABLE = ("file", "http", "https", "s3")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -53,6 +56,9 @@ class Fetcher:
     hosts: list[str]
     max_bytes: int
     timeout_s: float
+    buckets: list[str] = field(default_factory=list)
+    s3: S3Settings | None = None
+    _s3_client: Any = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, s: IngestionSettings) -> Fetcher:
@@ -63,6 +69,8 @@ class Fetcher:
             hosts=list(s.fetch_hosts),
             max_bytes=s.max_document_bytes,
             timeout_s=s.fetch_timeout_s,
+            buckets=list(s.fetch_buckets),
+            s3=s.s3,
         )
 
     def body(self, event: DocumentEvent) -> bytes:
@@ -99,6 +107,8 @@ class Fetcher:
             )
         if scheme == "file":
             return self._file(parts.netloc, unquote(parts.path))
+        if scheme == "s3":
+            return self._s3(uri)
         return self._http(uri)
 
     def _too_large(self, size: int) -> IngestError:
@@ -162,25 +172,51 @@ class Fetcher:
                             raise IngestError(
                                 "FetchFailed", f"GET {uri} answered {resp.status_code}"
                             )
-                        return self._read(resp, until)
+                        length = resp.headers.get("content-length", "")
+                        size = int(length) if length.isdigit() else None
+                        return self._read(size, resp.iter_bytes(_READ), until)
                 except httpx.HTTPError as exc:
                     raise IngestError(
                         "FetchFailed", f"GET {uri}: {type(exc).__name__}: {exc}"
                     ) from exc
         raise IngestError("FetchFailed", f"more than {_MAX_REDIRECTS} redirects from {first!r}")
 
-    def _read(self, resp: httpx.Response, until: float) -> bytes:
-        length = resp.headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_bytes:
-            raise self._too_large(int(length))
-        out = bytearray()
-        for piece in resp.iter_bytes(_READ):
-            out += piece
-            if len(out) > self.max_bytes:
-                raise self._too_large(len(out))
-            if time.monotonic() > until:
-                raise IngestError(
-                    "FetchFailed",
-                    f"the fetch took over {self.timeout_s:g} s (INGESTION_FETCH_TIMEOUT_S)",
-                )
-        return bytes(out)
+    def _s3(self, uri: str) -> bytes:
+        until = time.monotonic() + self.timeout_s
+        try:
+            bucket, key = s3.parse(uri)
+        except ValueError as exc:
+            raise IngestError("FetchRefused", str(exc)) from exc
+        if bucket not in self.buckets:
+            raise IngestError(
+                "FetchRefused", f"bucket {bucket!r} is not in INGESTION_FETCH_BUCKETS"
+            )
+        if not key:
+            raise IngestError("FetchRefused", f"{uri} names a bucket, not an object")
+        try:
+            if self._s3_client is None:
+                self._s3_client = s3.client(self.s3 or S3Settings(), self.timeout_s)
+            size, pieces = s3.open_object(self._s3_client, bucket, key)
+            return self._read(size, pieces, until)
+        except s3.S3Failure as exc:
+            raise IngestError("FetchFailed", str(exc)) from exc
+
+    def _read(self, size: int | None, pieces: Iterable[bytes], until: float) -> bytes:
+        """The pieces of a body whose announced length is ``size``, within the limits."""
+        try:
+            if size is not None and size > self.max_bytes:
+                raise self._too_large(size)
+            out = bytearray()
+            for piece in pieces:
+                out += piece
+                if len(out) > self.max_bytes:
+                    raise self._too_large(len(out))
+                if time.monotonic() > until:
+                    raise IngestError(
+                        "FetchFailed",
+                        f"the fetch took over {self.timeout_s:g} s (INGESTION_FETCH_TIMEOUT_S)",
+                    )
+            return bytes(out)
+        finally:
+            if isinstance(pieces, Iterator) and hasattr(pieces, "close"):
+                pieces.close()  # a stream left early is closed now, not when collected

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.models.files import DEFAULT_MODEL
 from shared.settings import KafkaSettings, PlatformSettings
+
+
+class S3Settings(BaseSettings):
+    """An S3-compatible object store: where ``s3://`` references are fetched from and
+    ``llmops sync s3://BUCKET/PREFIX`` lists. Unset keys use boto3's own chain (``AWS_*``
+    variables, ``~/.aws``, an instance role)."""
+
+    model_config = SettingsConfigDict(env_prefix="S3_", extra="ignore")
+
+    endpoint_url: str | None = Field(
+        default=None,
+        description="The store's URL (MinIO, SeaweedFS, Ceph, R2...); unset: AWS S3 itself.",
+    )
+    region: str | None = Field(default=None, description="Region; unset: boto3's default.")
+    access_key_id: str | None = Field(default=None, description="Access key id.")
+    secret_access_key: SecretStr | None = Field(default=None, description="Secret access key.")
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto",
+        description="'path' puts the bucket in the URL's path (most S3-compatible stores), "
+        "'virtual' in its host name.",
+    )
 
 
 class IngestionSettings(BaseSettings):
@@ -15,6 +38,7 @@ class IngestionSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INGESTION_", extra="ignore")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka connection.")
+    s3: S3Settings = Field(default_factory=S3Settings, description="The S3-compatible store.")
     platform: PlatformSettings = Field(default_factory=PlatformSettings, description="Paths.")
     max_event_bytes: int = Field(
         default=512 * 1024, gt=0, description="Largest accepted document event, in bytes."
@@ -64,9 +88,10 @@ class IngestionSettings(BaseSettings):
         "larger is dead-lettered (TooLarge) before it is read whole.",
     )
     fetch_schemes: list[str] = Field(
-        default=["file", "http", "https"],
+        default=["file", "http", "https", "s3"],
         description="URI schemes content_uri may use (JSON list). file:// still needs "
-        "INGESTION_FETCH_ROOTS, http(s):// INGESTION_FETCH_HOSTS.",
+        "INGESTION_FETCH_ROOTS, http(s):// INGESTION_FETCH_HOSTS, s3:// "
+        "INGESTION_FETCH_BUCKETS.",
     )
     fetch_roots: list[str] = Field(
         default=[],
@@ -78,6 +103,11 @@ class IngestionSettings(BaseSettings):
         description="Hosts an http(s):// content_uri may name (JSON list; exact names, or "
         "'.example.com' for its subdomains). Redirects are followed only to allowed hosts. "
         "Empty: none.",
+    )
+    fetch_buckets: list[str] = Field(
+        default=[],
+        description="Buckets of the S3 store (S3_*) an s3:// content_uri may name (JSON "
+        "list). Empty: none.",
     )
     fetch_timeout_s: float = Field(
         default=30.0, gt=0, description="Longest fetch of one content_uri, connect to last byte."

@@ -17,24 +17,28 @@ import gc
 import hashlib
 import marshal
 import os
+import struct
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple, Protocol
 
 from tqdm import tqdm
 
+from services.ingestion import s3
 from shared.contracts.events import DocumentEvent, Op, SyncRecord, record_key, sync_key
 from shared.contracts.producer import make_producer
 from shared.contracts.topics import INGEST_DOCUMENTS, INGEST_SYNC
-from shared.contracts.upstream import SUFFIX_TYPES, InputError, doc_id_for, file_event
-from shared.kafka.reader import read_to_end
+from shared.contracts.upstream import SUFFIX_TYPES, InputError, body_event, doc_id_of
+from shared.kafka.reader import end_offsets, read_to_end
 
-_CACHE_VERSION = f"3/{sys.version_info[0]}.{sys.version_info[1]}"  # marshal's format
+_CACHE_VERSION = f"4/{sys.version_info[0]}.{sys.version_info[1]}"  # marshal's format
+_HEAD = struct.Struct("<Q")  # the cache file: the head's length, the head, the details
+_FS_TICK_NS = 20_000_000  # a file system's clock tick, with room to spare
 
 
 class Known(NamedTuple):
@@ -93,6 +97,86 @@ def walk(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
+def listed(name: str) -> bool:
+    """Whether a bucket's object, named ``name`` under the prefix, is synced: a supported
+    type, no hidden segment (as ``walk`` leaves out hidden files and folders)."""
+    if name.rpartition(".")[2].lower() not in _SUFFIXES:
+        return False
+    return not any(part.startswith(".") for part in name.split("/"))
+
+
+class Source(Protocol):
+    """Where files come from: a folder, or a bucket's prefix."""
+
+    uri: str  # its name in the sync state (and the documents' source)
+    by_reference: str  # what a reference to one of its files needs, said to the user
+
+    def walk(self) -> dict[str, tuple[int, int]]:
+        """Every file by its path: its size and modification time."""
+
+    def read(self, path: str) -> bytes:
+        """A file's bytes (raises OSError or s3.S3Failure)."""
+
+    def uri_of(self, path: str) -> str:
+        """Where a file is (its documents' source, and its reference when it is large)."""
+
+    def racy(self, mtime_ns: int) -> bool:
+        """Whether a file of the last walk was modified so close to it that it could change
+        again with the same size and time (the clock's granularity): such a file is
+        recorded with no time, so the next run hashes it again (as git does)."""
+
+
+class Folder:
+    """A local folder, or a mounted share."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.uri = self.root.as_uri()
+        self.by_reference = f"{self.root} under the ingestion service's INGESTION_FETCH_ROOTS"
+        self.walked_ns = 0
+
+    def walk(self) -> dict[str, tuple[int, int]]:
+        self.walked_ns = time.time_ns()
+        return walk(self.root)
+
+    def racy(self, mtime_ns: int) -> bool:
+        # a file system's times come from a coarse clock: a tick is 1 to 10 ms
+        return mtime_ns >= self.walked_ns - _FS_TICK_NS
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+    def uri_of(self, path: str) -> str:
+        return (self.root / path).resolve().as_uri()
+
+
+class Bucket:
+    """The objects under a prefix of an S3-compatible bucket (the prefix is a folder: a
+    name without a trailing '/' gets one)."""
+
+    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+        self.bucket, self.client = bucket, client
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.uri = s3.uri(bucket, self.prefix)
+        self.by_reference = f"bucket {bucket!r} in the ingestion service's INGESTION_FETCH_BUCKETS"
+        self.listed_ns = 0
+
+    def walk(self) -> dict[str, tuple[int, int]]:
+        n = len(self.prefix)
+        self.listed_ns, found = s3.objects(self.client, self.bucket, self.prefix)
+        return {o.key[n:]: (o.size, o.mtime_ns) for o in found if listed(o.key[n:])}
+
+    def racy(self, mtime_ns: int) -> bool:
+        # an object's time, and the store's clock, are whole seconds
+        return mtime_ns >= self.listed_ns - 1_000_000_000
+
+    def read(self, path: str) -> bytes:
+        return s3.read(self.client, self.bucket, self.prefix + path)
+
+    def uri_of(self, path: str) -> str:
+        return s3.uri(self.bucket, self.prefix + path)
+
+
 @dataclass
 class Plan:
     """What a sync does before reading any file: which paths are unchanged by size and
@@ -105,18 +189,26 @@ class Plan:
 
 
 def plan(
-    seen: dict[str, tuple[int, int]], known: dict[str, Known], tenant: str, acl: list[str]
+    seen: dict[str, tuple[int, int]],
+    stats: dict[str, tuple[int, int]],
+    moved: Collection[str] = (),
 ) -> Plan:
-    """Compare the walk with the state (pure)."""
-    out = Plan()
-    for path, f in seen.items():
-        k = known.get(path)
-        if k is not None and k[:2] == f and k.tenant == tenant and k.acl == acl:
-            out.unchanged.append(path)
-        else:
-            out.read.append(path)
-    out.deleted = sorted(known.keys() - seen.keys())
-    out.read.sort()
+    """Compare the walk with what was published (pure): ``stats`` is each known path's size
+    and modification time, ``moved`` the known paths published for another tenant or acl
+    than this run's (read again, whatever their time)."""
+    if not moved and seen == stats:  # nothing changed: one comparison in C
+        return Plan(unchanged=list(seen))
+    get = stats.get
+    if moved:
+        unchanged = [p for p, f in seen.items() if get(p) == f and p not in moved]
+    else:
+        unchanged = [p for p, f in seen.items() if get(p) == f]
+    out = Plan(unchanged=unchanged)
+    if len(unchanged) < len(seen):
+        same = set(unchanged)
+        out.read = sorted(p for p in seen if p not in same)
+    if len(stats) > len(unchanged):  # some known path was not found unchanged
+        out.deleted = sorted(stats.keys() - seen.keys())
     return out
 
 
@@ -145,15 +237,16 @@ def deletion(path: str, prior: Known) -> Change:
 
 
 def upsert(
+    src: Source,
     source: str,
-    root: Path,
     f: Seen,
     data: bytes,
     prior: Known | None,
     tenant: str,
     acl: list[str],
 ) -> Change:
-    """The outcome for a file that was read (raises InputError)."""
+    """The outcome for a file of ``src`` (named ``source`` in the state) that was read
+    (raises InputError)."""
     digest = hashlib.sha256(data).hexdigest()
     same = prior is not None and (prior.tenant, prior.acl, prior.sha256) == (
         tenant,
@@ -165,7 +258,7 @@ def upsert(
         source=source,
         path=f.path,
         tenant=tenant,
-        doc_id=doc_id_for(root / f.path, root),
+        doc_id=doc_id_of(f.path),
         acl=acl,
         version=version,
         sha256=digest,
@@ -174,9 +267,8 @@ def upsert(
     )
     if same:
         return Change("touch", f.path, [], record)
-    events = [
-        file_event(root / f.path, root, tenant, acl, version=version, data=data, sha256=digest)
-    ]
+    uri = src.uri_of(f.path)
+    events = [body_event(f.path, uri, data, tenant, acl, version=version, sha256=digest)]
     if prior is not None and prior.tenant != tenant:  # the document moves to a new key
         events.insert(0, deletion(f.path, prior).events[0])
     return Change("change" if prior else "add", f.path, events, record)
@@ -211,19 +303,42 @@ class Summary:
 
 class State:
     """What was published per file of one source: the local cache, brought up to date from
-    ``ingest.sync`` (only the records past the offsets the cache was read to)."""
+    ``ingest.sync`` (only the records past the offsets the cache was read to).
+
+    A no-change run needs only each path's size and time, so the cache keeps them apart
+    from the rest (hash, version, tenant, acl, doc id), which is parsed only when a file is
+    read or deleted, or a record arrives: ``stats`` is always there, ``known`` on demand."""
 
     def __init__(self, bootstrap: str, prefix: str, source: str, cache_dir: Path) -> None:
         self.bootstrap, self.source = bootstrap, source
         self.topic = INGEST_SYNC.name(prefix)
         name = hashlib.sha256(f"{bootstrap}|{prefix}|{source}".encode()).hexdigest()[:20]
-        # marshal, not JSON: a no-change run of 10,000 files reads it in 5 ms instead of 25
-        # (bench/documents.py); it is only a cache of the topic, remade when unreadable
+        # marshal, not JSON: a no-change run of 10,000 files reads its sizes and times in
+        # 4 ms instead of 25 (bench/documents.py); it is only a cache of the topic, remade
+        # when unreadable
         self.cache = cache_dir / f"{name}.cache"
         self.lock_path = cache_dir / f"{name}.lock"
-        self.known: dict[str, Known] = {}
+        self.stats: dict[str, tuple[int, int]] = {}
         self.offsets: dict[int, int] = {}
+        # the single tenant and acl every known path was published for (None: mixed)
+        self.owner: tuple[str, list[str]] | None = None
+        self._details = b""  # the cache's marshalled details, until ``known`` parses them
+        self._known: dict[str, Known] | None = {}
         self._lock: IO[str] | None = None
+
+    @property
+    def known(self) -> dict[str, Known]:
+        """Everything known per path (parsed from the cache on first use)."""
+        if self._known is None:
+            details = marshal.loads(self._details)
+            self._known = {p: Known(*st, *details[p]) for p, st in self.stats.items()}
+        return self._known
+
+    def moved(self, tenant: str, acl: list[str]) -> Collection[str]:
+        """The known paths last published for another tenant or acl than these."""
+        if self.owner == (tenant, acl) or not self.stats:
+            return ()
+        return {p for p, k in self.known.items() if (k.tenant, k.acl) != (tenant, acl)}
 
     def lock(self) -> None:
         """Hold this source's lock until ``unlock`` (SyncBusy when another sync has it)."""
@@ -251,24 +366,38 @@ class State:
 
     def load(self) -> None:
         """The cache, then every record of the topic past its offsets."""
-        try:
-            saved = marshal.loads(self.cache.read_bytes())
-            if saved.get("version") == _CACHE_VERSION and saved.get("source") == self.source:
-                make = Known._make
-                self.known = {p: make(v) for p, v in saved["known"].items()}
-                self.offsets = dict(saved["offsets"])
-        except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
-            # no cache, or one from another Python: the topic has it all
-            self.known, self.offsets = {}, {}
+        self.read_cache()
         self.refresh()
+
+    def read_cache(self) -> None:
+        """The sizes, times and offsets from the cache (nothing known when there is none,
+        or it is unreadable or from another Python: the topic has it all)."""
+        try:
+            raw = self.cache.read_bytes()
+            (n,) = _HEAD.unpack_from(raw)
+            head = marshal.loads(raw[_HEAD.size : _HEAD.size + n])
+            if head["version"] == _CACHE_VERSION and head["source"] == self.source:
+                self.stats, self.offsets = head["stats"], dict(head["offsets"])
+                owner = head["owner"]
+                self.owner = (owner[0], list(owner[1])) if owner else None
+                self._details, self._known = raw[_HEAD.size + n :], None
+                return
+        except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, struct.error):
+            pass
+        self.stats, self.offsets, self.owner = {}, {}, None
+        self._details, self._known = b"", {}
 
     def refresh(self) -> None:
         """Apply the topic's records past the offsets read to (the run's own writes too)."""
         prefix = sync_key(self.source, "").encode()
-        ended: dict[int, int] = {}
         # with offsets from the cache the topic's partitions are known: no listing of the
         # cluster's topics (the slowest part of a no-change run against a busy cluster)
-        known_parts = len(self.offsets) or None
+        ends = end_offsets(self.bootstrap, self.topic, len(self.offsets) or None)
+        if not ends:  # no ingest.sync yet (a dry run before any sync): nothing known
+            return
+        if ends == self.offsets and self.cache.exists():
+            return  # nothing new since the cache: the usual no-change run
+        ended: dict[int, int] = {}
         try:
             records = list(
                 read_to_end(
@@ -276,20 +405,27 @@ class State:
                     self.topic,
                     start=self.offsets,
                     ended=ended,
-                    partitions=known_parts,
+                    partitions=len(ends),
                 )
             )
-        except LookupError:  # no ingest.sync yet (a dry run before any sync): nothing known
+        except LookupError:  # deleted since
             return
-        for r in records:
-            if r.key is None or not r.key.startswith(prefix):
-                continue
-            path = r.key[len(prefix) :].decode()
-            if r.value is None:
-                self.known.pop(path, None)
+        mine = [r for r in records if r.key is not None and r.key.startswith(prefix)]
+        if mine:
+            known = self.known
+            for r in mine:
+                path = r.key[len(prefix) :].decode()
+                if r.value is None:
+                    known.pop(path, None)
+                else:
+                    known[path] = Known.of(SyncRecord.from_bytes(r.value))
+            self.stats = {p: (k.size, k.mtime_ns) for p, k in known.items()}
+            owners = {(k.tenant, tuple(k.acl)) for k in known.values()}
+            if len(owners) == 1:
+                tenant, acl = owners.pop()
+                self.owner = (tenant, list(acl))
             else:
-                rec = SyncRecord.from_bytes(r.value)
-                self.known[path] = Known.of(rec)
+                self.owner = None
         changed = ended != self.offsets
         self.offsets = ended
         if changed or not self.cache.exists():
@@ -299,18 +435,29 @@ class State:
         """Write the cache (atomically: a crash leaves the old one)."""
         self.cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.cache.with_suffix(".tmp")
-        known = {p: tuple(k) for p, k in self.known.items()}
-        state = {"version": _CACHE_VERSION, "source": self.source, "offsets": self.offsets}
-        tmp.write_bytes(marshal.dumps({**state, "known": known}))
+        if self._known is not None:  # parsed (or new): the details as they are now
+            self._details = marshal.dumps({p: tuple(k[2:]) for p, k in self._known.items()})
+        head = marshal.dumps(
+            {
+                "version": _CACHE_VERSION,
+                "source": self.source,
+                "offsets": self.offsets,
+                "owner": list(self.owner) if self.owner else None,
+                "stats": self.stats,
+            }
+        )
+        tmp.write_bytes(_HEAD.pack(len(head)) + head + self._details)
         tmp.replace(self.cache)
 
 
 class Sync:
-    """One source (a folder) kept equal to the index, for one tenant and acl."""
+    """One source (a folder or a bucket's prefix) kept equal to the index, for one tenant
+    and acl. ``source`` names it in the state when it is not its URI (a share mounted at
+    different paths on different machines)."""
 
     def __init__(
         self,
-        root: Path,
+        src: Path | Source,
         tenant: str,
         acl: list[str],
         bootstrap: str,
@@ -318,10 +465,10 @@ class Sync:
         cache_dir: Path,
         source: str | None = None,
     ) -> None:
-        self.root = root.resolve()
+        self.src = Folder(src) if isinstance(src, Path) else src
         self.tenant, self.acl = tenant, sorted(set(acl))
         self.bootstrap, self.prefix = bootstrap, prefix
-        self.source = source or self.root.as_uri()
+        self.source = source or self.src.uri
         self.state = State(bootstrap, prefix, self.source, cache_dir)
 
     def run(
@@ -342,13 +489,15 @@ class Sync:
             try:
                 with ThreadPoolExecutor(1) as pool:
                     loading = pool.submit(self.state.load)
-                    seen = walk(self.root)
+                    seen = self.src.walk()
                     loading.result()
+                todo = plan(seen, self.state.stats, self.state.moved(self.tenant, self.acl))
             finally:
                 if collecting:
                     gc.enable()
-            todo = plan(seen, self.state.known, self.tenant, self.acl)
             summary = Summary(unchanged=len(todo.unchanged))
+            if not todo.read and not todo.deleted:
+                return summary  # nothing to publish: no producer (10 ms of a no-change run)
             # changes stream: a file's bytes are held only until its event is sent
             changes = self._changes(todo, seen, summary, progress)
             if dry_run:
@@ -374,11 +523,13 @@ class Sync:
         bar = not progress or not todo.read  # no bar over nothing to read
         for path in tqdm(todo.read, desc="reading", unit="file", disable=bar):
             try:
-                data = (self.root / path).read_bytes()
+                data = self.src.read(path)
                 prior = self.state.known.get(path)
                 f = Seen(path, *seen[path])
-                yield upsert(self.source, self.root, f, data, prior, self.tenant, self.acl)
-            except (OSError, InputError) as exc:
+                if self.src.racy(f.mtime_ns):
+                    f = f._replace(mtime_ns=0)  # hashed again next run
+                yield upsert(self.src, self.source, f, data, prior, self.tenant, self.acl)
+            except (OSError, InputError, s3.S3Failure) as exc:
                 summary.failed += 1
                 summary.errors.append(f"{path}: {exc}")
 

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
 from tqdm import tqdm
@@ -61,17 +61,23 @@ class PublishSummary:
     errors: list[str] = field(default_factory=list)
 
 
-def _title(path: Path, text: str, ctype: ContentType) -> str:
+def _title(name: str, text: str, ctype: ContentType) -> str:
     m = (_TITLE_MD if ctype is ContentType.MARKDOWN else _TITLE_HTML).search(text)
     if m and ctype is not ContentType.TEXT:
         return " ".join(m.group(1).split())[:1024]
-    return path.stem
+    return PurePosixPath(name).stem
+
+
+def doc_id_of(name: str) -> str:
+    """The doc id of a file named ``name`` (its path under its folder or bucket prefix, with
+    '/'): the name with only the id's characters."""
+    return re.sub(r"[^A-Za-z0-9._:/@+=-]", "_", name)
 
 
 def doc_id_for(path: Path, root: Path) -> str:
     """A file's doc id: its path under ``root``, with '/' and only the id's characters."""
     rel = path.relative_to(root) if path != root else Path(path.name)
-    return re.sub(r"[^A-Za-z0-9._:/@+=-]", "_", rel.as_posix())
+    return doc_id_of(rel.as_posix())
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
@@ -121,44 +127,64 @@ def file_event(
     inline_max: int = INLINE_MAX_BYTES,
     sha256: str | None = None,
 ) -> DocumentEvent:
-    """The upsert of one file (its doc id is its path under ``root``). Text goes as
-    ``content``; a PDF, Office file or image as ``content_base64`` up to ``inline_max``
-    bytes, else as a ``file://`` reference with its SHA-256 (the claim check). ``data`` is
-    the file's bytes, and ``sha256`` their digest, when the caller has them already.
-    Raises InputError."""
-    suffix = f.suffix.lower()
-    ctype = SUFFIX_TYPES.get(suffix)
-    if ctype is None:
-        raise InputError(f"{f}: unsupported file type {suffix!r}; use {SUPPORTED_SUFFIXES}")
+    """The upsert of one file (its doc id is its path under ``root``); see ``body_event``.
+    ``data`` is the file's bytes, and ``sha256`` their digest, when the caller has them
+    already. Raises InputError."""
     try:
         data = f.read_bytes() if data is None else data
     except OSError as exc:
         raise InputError(f"{f}: {exc.strerror or exc}") from None
+    rel = f.relative_to(root).as_posix() if f != root else f.name
+    return body_event(
+        rel, f.resolve().as_uri(), data, tenant, acl, version, inline_max, sha256, label=str(f)
+    )
+
+
+def body_event(
+    name: str,
+    uri: str,
+    data: bytes,
+    tenant: str,
+    acl: list[str],
+    version: int | None = None,
+    inline_max: int = INLINE_MAX_BYTES,
+    sha256: str | None = None,
+    label: str | None = None,
+) -> DocumentEvent:
+    """The upsert of a file's bytes, named ``name`` under its folder or bucket prefix (its
+    doc id) and found at ``uri`` (its source). Text goes as ``content``; a PDF, Office file
+    or image as ``content_base64`` up to ``inline_max`` bytes, else as a reference to
+    ``uri`` with its SHA-256 (the claim check). Raises InputError (named by ``label``)."""
+    label = label or uri
+    suffix = PurePosixPath(name).suffix.lower()
+    ctype = SUFFIX_TYPES.get(suffix)
+    if ctype is None:
+        raise InputError(f"{label}: unsupported file type {suffix!r}; use {SUPPORTED_SUFFIXES}")
     fields: dict[str, object] = {"content_type": ctype}
     if ctype.is_text:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(f"{f}: not UTF-8 text ({exc.reason})") from None
-        fields.update(content=text, title=_title(f, text, ctype))
+            raise InputError(f"{label}: not UTF-8 text ({exc.reason})") from None
+        fields.update(content=text, title=_title(name, text, ctype))
     else:
         fields["content_sha256"] = sha256 or hashlib.sha256(data).hexdigest()
         if len(data) <= inline_max:
             fields["content_base64"] = base64.b64encode(data).decode()
         else:
-            fields["content_uri"] = f.resolve().as_uri()
+            fields["content_uri"] = uri
     try:
         return DocumentEvent(
             tenant=tenant,
-            doc_id=doc_id_for(f, root),
+            doc_id=doc_id_of(name),
             # Publish time as version: newer than anything published before for this file.
             version=time.time_ns() if version is None else version,
-            source=f.resolve().as_uri(),
+            source=uri,
             acl=acl,
             **fields,
         )
     except ValidationError as exc:
-        raise InputError(f"{f}: {exc.errors()[0]['msg']}") from None
+        raise InputError(f"{label}: {exc.errors()[0]['msg']}") from None
 
 
 def delete_event(tenant_doc: str) -> DocumentEvent:

@@ -153,3 +153,28 @@ def test_a_broker_that_died_under_its_starter_is_started_again_at_once(tmp_path:
         assert time.monotonic() - t0 < 60 and answers_metadata(again.bootstrap)
     finally:
         again.stop()
+
+
+def test_end_offsets_count_what_was_written_and_are_empty_for_a_topic_that_is_not_there(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    from shared.contracts.producer import make_producer
+    from shared.contracts.topics import INGEST_SYNC
+    from shared.kafka.reader import end_offsets
+
+    topic = INGEST_SYNC.name(topic_prefix)
+    n = INGEST_SYNC.partitions
+    assert end_offsets(kafka_bootstrap, topic) == dict.fromkeys(range(n), 0)
+    producer = make_producer(kafka_bootstrap)
+    for i in range(3):
+        producer.send(topic, key=f"k{i}".encode(), value=b"v", partition=0)
+    producer.flush()
+    producer.close()
+    want = {0: 3, **{p: 0 for p in range(1, n)}}
+    assert end_offsets(kafka_bootstrap, topic) == want
+    assert end_offsets(kafka_bootstrap, topic, partitions=n) == want
+    missing = f"{topic_prefix}no-such-topic"
+    assert end_offsets(kafka_bootstrap, missing) == {}
+    assert end_offsets(kafka_bootstrap, missing, partitions=1) == {}
+    # asking created nothing
+    assert end_offsets(kafka_bootstrap, missing) == {}

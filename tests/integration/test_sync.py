@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,22 @@ def write(folder: Path, name: str, edition: int = 0) -> None:
         path.write_bytes(make.docx([("h1", "Memo"), ("p", f"The memo mentions {tok} once.")]))
     else:
         path.write_text(f"# File {name}\n\nThis file mentions {tok} and little else.\n")
+
+
+@contextmanager
+def searching(service_env: dict[str, str], prefix: str) -> Iterator[Callable[[str], list[str]]]:
+    """The doc ids whose text holds a word (BM25, tenant acme), in the services' store."""
+    data_dir = Path(service_env["LLMOPS_DATA_DIR"])
+    store = open_store(QdrantSettings(), PlatformSettings(data_dir=data_dir), prefix)
+    try:
+
+        def found(word: str) -> list[str]:
+            hits = retrieve(store, word, "acme", [], top_k=3, mode=SearchMode.SPARSE)
+            return [h.doc_id for h in hits]
+
+        yield found
+    finally:
+        store.close()
 
 
 def indexed(bootstrap: str, prefix: str, start: dict[int, int], want: dict[str, int]) -> None:
@@ -115,17 +133,7 @@ def test_a_folder_synced_three_times_then_from_lost_state_and_a_second_clone(
     service.stop()
 
     present = [n for n in names if n not in deleted and n not in renamed and n != "readme.txt"]
-    store = open_store(
-        QdrantSettings(),
-        PlatformSettings(data_dir=Path(service_env["LLMOPS_DATA_DIR"])),
-        topic_prefix,
-    )
-    try:
-
-        def found(word: str) -> list[str]:
-            hits = retrieve(store, word, "acme", [], top_k=3, mode=SearchMode.SPARSE)
-            return [h.doc_id for h in hits]
-
+    with searching(service_env, topic_prefix) as found:
         for n in present:
             assert found(token(n, 1 if n in edited else 0)) == [n], n
         for old, new in renamed.items():
@@ -134,8 +142,6 @@ def test_a_folder_synced_three_times_then_from_lost_state_and_a_second_clone(
             assert found(token(n)) == [n]
         for n in [*edited, *deleted, "readme.txt"]:
             assert found(token(n)) == [], n
-    finally:
-        store.close()
 
 
 def test_two_syncs_of_one_source_at_once_are_refused(

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings
 from services.embedding.settings import EmbeddingSettings
 from services.feedback.settings import FeedbackSettings
 from services.inference.settings import InferenceSettings
-from services.ingestion.settings import IngestionSettings
+from services.ingestion.settings import IngestionSettings, S3Settings
 from services.monitoring.settings import MonitoringSettings
 from shared.settings import KafkaSettings, PlatformSettings, QdrantSettings
 
@@ -17,6 +17,7 @@ SETTINGS: tuple[type[BaseSettings], ...] = (
     KafkaSettings,
     PlatformSettings,
     IngestionSettings,
+    S3Settings,
     QdrantSettings,
     EmbeddingSettings,
     InferenceSettings,

@@ -136,3 +136,14 @@ def test_hosts_match_exactly_or_under_a_dotted_domain() -> None:
     assert host_allowed("a.files.example.org", allowed)
     assert not host_allowed("files.example.org.evil.com", allowed)
     assert not host_allowed("evildocs.example.com", allowed)
+
+
+def test_an_s3_reference_names_an_allowed_bucket_and_an_object_before_the_store_is_asked(
+    tmp_path: Path,
+) -> None:
+    # no store is configured: each of these is refused before any request could be made
+    f = fetcher(tmp_path, schemes=["s3"], buckets=["docs"])
+    assert code(f, by_ref("s3://other/a.pdf")) == "FetchRefused"
+    assert code(f, by_ref("s3://docs/")) == "FetchRefused"
+    assert code(f, by_ref("s3:///a.pdf")) == "FetchRefused"
+    assert code(fetcher(tmp_path, buckets=["docs"]), by_ref("s3://docs/a.pdf")) == "FetchRefused"
