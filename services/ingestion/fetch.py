@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,5 +218,6 @@ class Fetcher:
                     )
             return bytes(out)
         finally:
-            if isinstance(pieces, Iterator) and hasattr(pieces, "close"):
-                pieces.close()  # a stream left early is closed now, not when collected
+            close = getattr(pieces, "close", None)  # a generator: httpx's and the S3 body's
+            if close is not None:
+                close()  # a stream left early is closed now, not when collected
