@@ -31,12 +31,12 @@ class Example:
 
 
 ASK_EXAMPLE = Example(
-    "What happens to a document version older than the newest one already seen?",
+    "What is done with a document version that is older than the newest one already seen?",
     ("dropped",),
     "architecture.md",
 )
 CURL_EXAMPLE = Example(
-    "Which header of a record on ingest.dlq names the type of error?",
+    "What header names the type of error of a record on ingest.dlq?",
     ("dlq.error_type",),
     "operations.md",
 )
