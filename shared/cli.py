@@ -56,13 +56,17 @@ class Context:
         Existing topics that differ from their declaration stop the command with what
         differs and how to fix it."""
         if self._created_topics is None:
-            from shared.kafka.admin import TopicMismatch, create_topics
+            from shared.kafka.admin import ReplicationError, TopicMismatch, create_topics
 
             try:
                 self._created_topics = create_topics(
-                    self.bootstrap, self.prefix, max_message_bytes=self.kafka.max_message_bytes
+                    self.bootstrap,
+                    self.prefix,
+                    max_message_bytes=self.kafka.max_message_bytes,
+                    factor=self.kafka.replication_factor,
+                    min_insync=self.kafka.min_insync_replicas,
                 )
-            except TopicMismatch as exc:  # what differs and how to fix it, not a traceback
+            except (TopicMismatch, ReplicationError) as exc:  # what differs, not a traceback
                 raise click.ClickException(str(exc)) from exc
         return self._created_topics
 
@@ -116,23 +120,36 @@ def platform() -> None:
 
 @platform.group()
 def kafka() -> None:
-    """Run the local single-node Kafka broker (KRaft, from Maven Central jars)."""
+    """Run the local Kafka broker, or a local cluster (KRaft, from Maven Central jars)."""
 
 
 @kafka.command("start")
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Nodes of the local cluster, on loopback ports two apart from KAFKA_LOCAL_PORT "
+    "(default: KAFKA_LOCAL_BROKERS, 1). Topics then get min(3, brokers) replicas.",
+)
 @pass_context
-def kafka_start(ctx: Context) -> None:
-    """Start the local broker in the background (formats storage on first start).
+def kafka_start(ctx: Context, brokers: int | None) -> None:
+    """Start the local broker (or cluster) in the background; storage is formatted on the
+    first start.
 
-    Reuses a broker that already answers. Does nothing when KAFKA_BOOTSTRAP_SERVERS is set.
+    Reuses one that already answers. Does nothing when KAFKA_BOOTSTRAP_SERVERS is set.
+    Services find every node from the first's address (KAFKA_LOCAL_PORT).
     """
     if ctx.kafka.bootstrap_servers:
         click.echo(f"KAFKA_BOOTSTRAP_SERVERS is set; using {ctx.kafka.bootstrap_servers}")
         return
-    broker = configured_broker(ctx.kafka, ctx.platform)
+    try:
+        broker = configured_broker(ctx.kafka, ctx.platform, brokers)
+    except ValueError as exc:  # replication the cluster cannot have
+        raise click.UsageError(str(exc)) from exc
     started = broker.start()
+    what = "broker" if brokers in (None, 1) and ctx.kafka.local_brokers == 1 else "cluster"
     click.echo(
-        f"broker {'started' if started else 'already running'} on {broker.bootstrap} "
+        f"{what} {'started' if started else 'already running'} on {broker.bootstrap} "
         f"(log: {broker.log_file})"
     )
 
@@ -140,9 +157,12 @@ def kafka_start(ctx: Context) -> None:
 @kafka.command("stop")
 @pass_context
 def kafka_stop(ctx: Context) -> None:
-    """Stop the local broker cleanly."""
-    broker = configured_broker(ctx.kafka, ctx.platform)
-    click.echo("broker stopped" if broker.stop() else "no local broker was running")
+    """Stop the local broker, and the local cluster's nodes, cleanly."""
+    stopped = configured_broker(ctx.kafka, ctx.platform, 1).stop()
+    nodes = len(list((ctx.platform.data_dir / "kafka-cluster").glob("node-*")))
+    if nodes > 1:
+        stopped = configured_broker(ctx.kafka, ctx.platform, nodes).stop() or stopped
+    click.echo("broker stopped" if stopped else "no local broker was running")
 
 
 @kafka.command("status")
@@ -180,6 +200,60 @@ def topics_create(ctx: Context) -> None:
             f"{t.name(ctx.prefix):<28} {state:<8} partitions={t.partitions} "
             f"cleanup={t.cleanup_policy}"
         )
+
+
+@topics.command("check")
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="Set every topic configuration that differs (cleanup, retention, record size, min "
+    "ISR); partition counts and replica sets are only reported.",
+)
+@pass_context
+def topics_check(ctx: Context, fix: bool) -> None:
+    """Every declared topic against the cluster: partitions, replication, min ISR, cleanup,
+    retention, max.message.bytes, partitions out of sync. Exit 1 when anything differs (after
+    --fix: when anything is left)."""
+    from shared.kafka.admin import ReplicationError, check_topics, fix_topics
+
+    def check() -> list[Any]:
+        try:
+            replication, reports = check_topics(
+                ctx.bootstrap,
+                ctx.prefix,
+                max_message_bytes=ctx.kafka.max_message_bytes,
+                factor=ctx.kafka.replication_factor,
+                min_insync=ctx.kafka.min_insync_replicas,
+            )
+        except ReplicationError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(
+            f"{ctx.bootstrap}: replication {replication.factor}, "
+            f"min.insync.replicas {replication.min_insync}"
+        )
+        for r in reports:
+            if r.missing:
+                state = "missing (`llmops topics create` makes it)"
+            else:
+                state = "; ".join(map(str, r.differences)) or "ok"
+                if r.under_replicated:
+                    state += f"; {r.under_replicated} partition(s) under-replicated"
+            click.echo(f"  {r.name:<28} {state}")
+        return reports
+
+    reports = check()
+    if fix and any(d.configurable for r in reports for d in r.differences):
+        for line in fix_topics(ctx.bootstrap, reports):
+            click.echo(f"set {line}")
+        reports = check()
+    left = [r for r in reports if not r.ok]
+    if any(d.key == "replication" for r in left for d in r.differences):
+        click.echo(
+            "A replica count changes by moving data: kafka-reassign-partitions.sh, or a new "
+            "topic replayed into (docs.chunks replays with `llmops reindex`).",
+            err=True,
+        )
+    sys.exit(1 if left else 0)
 
 
 @topics.command("list")

@@ -107,6 +107,29 @@ class KafkaSettings(BaseSettings):
         "others: after a crash, a restarted service resumes within about this long (faust's "
         "own default, 60 s, made a killed dev process wait a minute).",
     )
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas of every topic the platform creates (its declared topics, "
+        "faust's changelog and repartition topics). Unset: the smaller of 3 and the number "
+        "of brokers the cluster reports, so a lost broker loses no acknowledged record.",
+    )
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of those topics: an acks=all write is acknowledged "
+        "once this many replicas have it. Unset: the replication factor minus one, at least "
+        "1 (one broker of three may be down and writes go on).",
+    )
+    local_brokers: int = Field(
+        default=1,
+        ge=1,
+        le=9,
+        description="Brokers of the local KRaft cluster `llmops kafka start` runs when "
+        "KAFKA_BOOTSTRAP_SERVERS is unset (3 for a replicated cluster on loopback ports: "
+        "node n listens on local_port + 2(n-1), its controller on local_controller_port + "
+        "2(n-1)).",
+    )
     local_port: int = Field(default=9092, description="Client port of the local broker.")
     local_controller_port: int = Field(
         default=9093, description="KRaft controller port of the local broker."

@@ -7,7 +7,7 @@ import click
 from services.monitoring.alerts import firing_now
 from shared.cli import Context, pass_context
 from shared.contracts.events import Alert, AlertState, MetricPoint
-from shared.contracts.topics import MONITORING_ALERTS, MONITORING_METRICS
+from shared.contracts.topics import MONITORING_ALERTS, MONITORING_METRICS, TOPICS
 
 # the figures `llmops status` shows of the last window, by metric name
 KEY_FIGURES = (
@@ -107,6 +107,26 @@ def metrics_tail(
             click.echo(point_line(p))
 
 
+def under_replicated_line(ctx: Context) -> None:
+    """The partitions of the platform's topics with fewer replicas in sync than they have:
+    a broker is down or catching up, and one more lost would lose their acknowledged
+    records."""
+    from kafka.errors import KafkaError
+
+    from shared.kafka.admin import under_replicated
+
+    try:
+        counts = under_replicated(ctx.bootstrap, [t.name(ctx.prefix) for t in TOPICS])
+    except KafkaError as exc:
+        click.secho(f"replication: unknown ({type(exc).__name__}: {exc})", fg="red")
+        return
+    behind = {t: n for t, n in counts.items() if n}
+    total = sum(behind.values())
+    click.secho(f"under-replicated partitions: {total}", bold=True, fg="red" if total else "green")
+    for topic, n in sorted(behind.items()):
+        click.echo(f"  {topic:28} {n}")
+
+
 @click.command("status")
 @pass_context
 def status(ctx: Context) -> None:
@@ -130,6 +150,7 @@ def status(ctx: Context) -> None:
         detail = ", ".join(f"{t} {n}" for t, n in sorted(topics.items()))
         click.echo(f"  {service:12} {sum(topics.values()):8}  ({detail})")
 
+    under_replicated_line(ctx)
     points = [
         p
         for r in read_to_end(ctx.bootstrap, MONITORING_METRICS.name(ctx.prefix))

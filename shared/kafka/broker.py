@@ -1,4 +1,5 @@
-"""A real single-node KRaft broker on this machine, from Maven Central jars and Java 17.
+"""Real KRaft brokers on this machine, from Maven Central jars and Java 17: one node by
+default, or a cluster of several on loopback ports (``KAFKA_LOCAL_BROKERS``).
 
 The jars are resolved by Maven into the local Maven repository (outside the clone) from
 ``infra/kafka/pom.xml``; the resolved classpath is cached under the cache folder, keyed by
@@ -70,12 +71,16 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def answers_metadata(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    """True when a Kafka broker at ``bootstrap`` answers a metadata request."""
+def answers_metadata(bootstrap: str, timeout_s: float = 5.0, brokers: int = 1) -> bool:
+    """True when a Kafka cluster at ``bootstrap`` (any of its addresses) answers a metadata
+    request and reports at least ``brokers`` brokers."""
     from kafka.admin import KafkaAdminClient
 
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    if not port_open(host or "127.0.0.1", int(port)):
+    def listening(address: str) -> bool:
+        host, _, port = address.strip().rpartition(":")
+        return port_open(host or "127.0.0.1", int(port))
+
+    if not any(listening(a) for a in bootstrap.split(",")):
         return False
     try:
         admin = KafkaAdminClient(
@@ -86,8 +91,7 @@ def answers_metadata(bootstrap: str, timeout_s: float = 5.0) -> bool:
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
         return False
     try:
-        admin.describe_cluster()
-        return True
+        return len(admin.describe_cluster()["brokers"]) >= brokers
     except Exception:  # noqa: BLE001
         return False
     finally:
@@ -103,7 +107,8 @@ def free_port() -> int:
 
 @dataclass
 class LocalBroker:
-    """One broker process whose state lives in ``run_dir``."""
+    """One broker process whose state lives in ``run_dir``: a cluster of its own, or node
+    ``node_id`` of a cluster whose controllers are ``voters``."""
 
     run_dir: Path
     port: int
@@ -111,6 +116,14 @@ class LocalBroker:
     cache_dir: Path
     heap: str = "512m"
     start_timeout_s: float = 90.0
+    node_id: int = 1
+    # controller.quorum.voters; empty: this node alone
+    voters: str = ""
+    # replicas of the broker's internal topics (consumer offsets, transactions), and its
+    # default min.insync.replicas (what faust's own topics get)
+    replication: int = 1
+    min_insync: int = 1
+    cluster_id: str | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -161,6 +174,10 @@ class LocalBroker:
             template.replace("@PORT@", str(self.port))
             .replace("@CONTROLLER_PORT@", str(self.controller_port))
             .replace("@DATA_DIR@", str((self.run_dir / "data").resolve()))
+            .replace("@NODE_ID@", str(self.node_id))
+            .replace("@VOTERS@", self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}")
+            .replace("@REPLICATION@", str(self.replication))
+            .replace("@MIN_ISR@", str(self.min_insync))
         )
         self.config_file.write_text(cfg)
         return self.config_file
@@ -168,7 +185,7 @@ class LocalBroker:
     def _format(self, classpath: str, config: Path) -> None:
         if (self.run_dir / "data" / "meta.properties").exists():
             return
-        cluster_id = base64_uuid()
+        cluster_id = self.cluster_id or base64_uuid()
         proc = subprocess.run(
             [
                 "java",
@@ -195,6 +212,13 @@ class LocalBroker:
         if answers_metadata(self.bootstrap, timeout_s=3):
             log.debug("a broker already answers on %s; reusing it", self.bootstrap)
             return False
+        self.launch()
+        self.wait_ready()
+        return True
+
+    def launch(self) -> None:
+        """Start the broker's process unless it runs (without waiting for it to answer: a
+        node of a cluster cannot answer before a majority of its controllers runs)."""
         if self.pid() is None and port_open("127.0.0.1", self.port):
             raise BrokerError(f"port {self.port} is taken by something that is not a Kafka broker")
         if shutil.which("java") is None:
@@ -229,8 +253,6 @@ class LocalBroker:
             # broker's parent: a broker that dies would stay a zombie (alive to kill(pid, 0))
             # until reaped, and a later `llmops kafka start` would wait for it in vain.
             threading.Thread(target=proc.wait, name="broker-reaper", daemon=True).start()
-        self.wait_ready()
-        return True
 
     def wait_ready(self) -> None:
         """Block until the broker answers metadata, or raise with the log's tail."""
@@ -243,6 +265,17 @@ class LocalBroker:
             time.sleep(0.5)
         tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
         raise BrokerError(f"the local broker did not come up on {self.bootstrap}:\n{tail}")
+
+    def kill(self) -> bool:
+        """SIGKILL the broker, as a crash would; return True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.05)
+        return True
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL); return True if one was running."""
@@ -303,20 +336,128 @@ def local_broker(
     )
 
 
-def configured_broker(kafka: KafkaSettings, platform: PlatformSettings) -> LocalBroker:
-    """The local broker these settings describe (not started)."""
-    return local_broker(
+@dataclass
+class LocalCluster:
+    """Several KRaft nodes on loopback ports, each broker and controller, one cluster id;
+    their state under ``run_dir/node-N``. Internal topics are replicated as the platform's
+    own (``Replication.resolve`` on this many brokers)."""
+
+    run_dir: Path
+    nodes: list[LocalBroker]
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's client address."""
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def log_file(self) -> Path:
+        """The first node's log (each node has its own beside its data)."""
+        return self.nodes[0].log_file
+
+    def pid(self) -> int | None:
+        """The first live node's pid."""
+        return next((p for n in self.nodes if (p := n.pid()) is not None), None)
+
+    def status(self) -> str:
+        """``running`` (every node in the cluster's metadata), ``starting`` (a node's process
+        alive) or ``stopped``."""
+        if answers_metadata(self.bootstrap, timeout_s=3, brokers=len(self.nodes)):
+            return "running"
+        return "starting" if self.pid() else "stopped"
+
+    def start(self) -> bool:
+        """Start every node that is not running, then wait until all are in the cluster;
+        True if this call started one."""
+        if answers_metadata(self.bootstrap, timeout_s=3, brokers=len(self.nodes)):
+            return False
+        started = [n for n in self.nodes if n.pid() is None]
+        for n in started:
+            n.launch()
+        self.wait_ready()
+        return bool(started)
+
+    def wait_ready(self) -> None:
+        """Block until every node is in the cluster's metadata, or raise with the logs."""
+        deadline = time.monotonic() + self.nodes[0].start_timeout_s
+        while time.monotonic() < deadline:
+            if answers_metadata(self.bootstrap, timeout_s=3, brokers=len(self.nodes)):
+                return
+            time.sleep(0.5)
+        tails = "\n".join(
+            f"node {n.node_id}: " + n.log_file.read_text(errors="replace")[-1500:]
+            for n in self.nodes
+            if n.log_file.exists()
+        )
+        raise BrokerError(f"the local cluster did not come up on {self.bootstrap}:\n{tails}")
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop every node cleanly; True if one was running."""
+        return any([n.stop(timeout_s) for n in self.nodes])
+
+
+def local_cluster(
+    data_dir: Path,
+    cache_dir: Path,
+    ports: list[tuple[int, int]],
+    heap: str = "512m",
+    start_timeout_s: float = 90.0,
+    factor: int | None = None,
+    min_insync: int | None = None,
+) -> LocalCluster | LocalBroker:
+    """The nodes listening on ``ports`` (client, controller), their state under
+    ``data_dir/kafka-cluster``; one pair is the single broker of ``local_broker``."""
+    if len(ports) == 1:
+        return local_broker(data_dir, cache_dir, *ports[0], heap, start_timeout_s)
+    from shared.kafka.admin import Replication
+
+    replication = Replication.resolve(factor, min_insync, len(ports))
+    run_dir = data_dir / "kafka-cluster"
+    id_file = run_dir / "cluster.id"
+    if not id_file.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(base64_uuid())
+    voters = ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports, 1))
+    nodes = [
+        LocalBroker(
+            run_dir=run_dir / f"node-{i}",
+            port=p,
+            controller_port=c,
+            cache_dir=cache_dir,
+            heap=heap,
+            start_timeout_s=start_timeout_s,
+            node_id=i,
+            voters=voters,
+            replication=replication.factor,
+            min_insync=replication.min_insync,
+            cluster_id=id_file.read_text().strip(),
+        )
+        for i, (p, c) in enumerate(ports, 1)
+    ]
+    return LocalCluster(run_dir, nodes)
+
+
+def configured_broker(
+    kafka: KafkaSettings, platform: PlatformSettings, brokers: int | None = None
+) -> LocalCluster | LocalBroker:
+    """The local broker, or cluster of ``brokers`` (default KAFKA_LOCAL_BROKERS), these
+    settings describe (not started): node n on the ports after the first, two apart."""
+    n = brokers or kafka.local_brokers
+    ports = [(kafka.local_port + 2 * i, kafka.local_controller_port + 2 * i) for i in range(n)]
+    return local_cluster(
         platform.data_dir,
         platform.cache_dir,
-        kafka.local_port,
-        kafka.local_controller_port,
+        ports,
         kafka.local_heap,
         kafka.start_timeout_s,
+        kafka.replication_factor,
+        kafka.min_insync_replicas,
     )
 
 
 def ensure_kafka(kafka: KafkaSettings, platform: PlatformSettings) -> str:
-    """The cluster to use: the configured one, else the local broker, started if needed."""
+    """The cluster to use: the configured one, else the local broker (or cluster), started if
+    needed."""
     if kafka.bootstrap_servers:
         return kafka.bootstrap_servers
     broker = configured_broker(kafka, platform)

@@ -11,6 +11,7 @@ from faust.types import EventT, StreamT, TopicT
 from mode.utils.queues import FlowControlEvent
 
 from shared.contracts.topics import Topic
+from shared.kafka.admin import MIN_ISR, Replication, cluster_replication
 from shared.kafka.delivery import Deliveries
 from shared.settings import KafkaSettings, PlatformSettings
 
@@ -21,9 +22,24 @@ BatchHandler = Callable[[list[EventT[Any]]], Awaitable[None]]
 
 
 def make_app(
-    service: str, kafka: KafkaSettings, platform: PlatformSettings, bootstrap: str, **kw: Any
+    service: str,
+    kafka: KafkaSettings,
+    platform: PlatformSettings,
+    bootstrap: str,
+    replication: Replication | None = None,
+    **kw: Any,
 ) -> faust.App:
-    """A faust app whose consumer group is ``<prefix>llmops-<service>``; values stay raw bytes."""
+    """A faust app whose consumer group is ``<prefix>llmops-<service>``; values stay raw bytes.
+
+    Its changelog and repartition topics get the replication the settings ask for
+    (``replication``, by default ``cluster_replication``: it asks the cluster how many
+    brokers it has), and its producer writes with ``acks=all`` and idempotence, like every
+    producer of the platform.
+    """
+    if replication is None:
+        replication = cluster_replication(
+            bootstrap, kafka.replication_factor, kafka.min_insync_replicas
+        )
     app_id = f"{kafka.topic_prefix}llmops-{service}"
     datadir = platform.data_dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +58,7 @@ def make_app(
         # Never over the topics' limit: a batch the broker refuses fails every record in it,
         # and only the record that is too large alone may be dead-lettered for it.
         "producer_max_batch_size": min(512 * 1024, kafka.max_message_bytes),
-        "topic_replication_factor": 1,
+        "topic_replication_factor": replication.factor,
         "broker_session_timeout": kafka.session_timeout_s,
         # a third of the session, as Kafka recommends
         "broker_heartbeat_interval": kafka.session_timeout_s / 3,
@@ -73,6 +89,26 @@ def make_app(
         return consumer
 
     app._new_consumer = consumer_that_commits_before_handing_over  # type: ignore[method-assign]
+    new_producer = app._new_producer
+
+    def idempotent_producer() -> Any:
+        # faust asks aiokafka for idempotence only inside transactions; outside them a
+        # producer retrying after a lost broker could write a record twice
+        producer: Any = new_producer()
+        producer._settings_extra = lambda: {"acks": "all", "enable_idempotence": True}
+        return producer
+
+    app._new_producer = idempotent_producer  # type: ignore[method-assign]
+    new_table = app.Table
+
+    def replicated_table(*args: Any, **kw: Any) -> Any:
+        # a changelog is a table's only copy: as many in sync as any other topic
+        kw["extra_topic_configs"] = {MIN_ISR: str(replication.min_insync)} | dict(
+            kw.get("extra_topic_configs") or {}
+        )
+        return new_table(*args, **kw)
+
+    app.Table = replicated_table  # type: ignore[method-assign]
     keep_what_flows(app.flow_control)
     return app
 

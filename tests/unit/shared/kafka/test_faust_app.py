@@ -7,14 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from shared.contracts.events import DeadLetter
+from shared.kafka.admin import Replication
 from shared.kafka.faust_app import handle_isolating, make_app
 from shared.settings import KafkaSettings, PlatformSettings
 from tests.unit.fakes import event, in_loop, settle, stream_acks
 
+ONE = Replication(1, 1)  # no broker to ask
+
+
+def test_changelogs_are_replicated_and_the_producer_is_idempotent(tmp_path: Path) -> None:
+    platform = PlatformSettings(data_dir=tmp_path)
+    app = make_app("svc", KafkaSettings(), platform, "127.0.0.1:1", Replication(3, 2))
+    assert app.conf.topic_replication_factor == 3
+    table = app.Table("t", partitions=2, extra_topic_configs={"segment.ms": "1000"})
+    assert table.changelog_topic.replicas is None, "faust falls back on the app's factor"
+    assert table.changelog_topic.config == {"min.insync.replicas": "2", "segment.ms": "1000"}
+    settings = {**app.producer._settings_default(), **app.producer._settings_extra()}
+    assert settings["acks"] == -1 or settings["acks"] == "all"
+    assert settings["enable_idempotence"] is True
+
 
 def test_the_app_takes_its_limits_and_session_from_the_settings(tmp_path: Path) -> None:
     kafka = KafkaSettings(max_message_bytes=3 * 1024 * 1024, session_timeout_s=7.5)
-    app = make_app("svc", kafka, PlatformSettings(data_dir=tmp_path), "127.0.0.1:1")
+    app = make_app("svc", kafka, PlatformSettings(data_dir=tmp_path), "127.0.0.1:1", ONE)
     assert app.conf.producer_max_request_size == 3 * 1024 * 1024
     assert app.conf.consumer_max_fetch_size == 3 * 1024 * 1024
     assert app.conf.broker_session_timeout == 7.5
@@ -27,7 +42,7 @@ def test_resuming_flow_that_is_on_keeps_what_is_queued(tmp_path: Path) -> None:
     # faust's recovery resumed flow a second time after the streams had started fetching,
     # and that resume emptied the queues: a restarted service lost records and stopped
     # committing
-    app = make_app("svc", KafkaSettings(), PlatformSettings(data_dir=tmp_path), "127.0.0.1:1")
+    app = make_app("svc", KafkaSettings(), PlatformSettings(data_dir=tmp_path), "127.0.0.1:1", ONE)
     flow = app.flow_control
     queue = app.FlowControlQueue(clear_on_resume=True)
     queue.force_put_nowait("queued while suspended")
