@@ -107,7 +107,10 @@ def build_runtime(
         limiter=RateLimiter(settings.rate_limit_per_min),
         feedback=feedback
         or TracePublisher(
-            publisher.bootstrap, FEEDBACK_EVENTS.name(settings.kafka.topic_prefix), linger_ms=0
+            publisher.bootstrap,
+            FEEDBACK_EVENTS.name(settings.kafka.topic_prefix),
+            linger_ms=0,
+            drain_s=settings.trace_drain_s,
         ),
     )
 
@@ -125,6 +128,7 @@ def build_server(
         INFERENCE_COMPLETED.name(settings.kafka.topic_prefix),
         settings.trace_buffer,
         settings.trace_linger_ms,
+        drain_s=settings.trace_drain_s,
     )
     app = create_app(build_runtime(settings, store, llm, publisher))
     return uvicorn.Server(

@@ -140,6 +140,13 @@ class InferenceSettings(BaseSettings):
     trace_linger_ms: int = Field(
         default=500, ge=0, description="Traces gathered into one produce request for this long."
     )
+    trace_drain_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="On a clean stop (SIGTERM), how long the API waits for the broker to "
+        "acknowledge the traces and feedback still queued; what is not acknowledged by then is "
+        "lost, counted and logged.",
+    )
 
 
 def inference_settings(**overrides: object) -> InferenceSettings:

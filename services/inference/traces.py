@@ -7,7 +7,10 @@ A request per answer would put the event loop's and the broker's work beside eve
 being served; on a small machine that showed in the latency tail. While Kafka is away traces
 wait in the buffer; when it is full the newest trace is dropped and counted. Nothing here
 raises into a request. A batch whose send fails is sent again after reconnecting, so delivery
-is at least once (consumers key on ``trace_id``). ``publish`` is the same path for a record
+is at least once (consumers key on ``trace_id``). A clean stop (SIGTERM) cuts the linger short
+and waits, up to ``drain_s``, until the broker has acknowledged everything queued; a SIGKILL
+loses what was queued or in flight: at most ``linger_ms`` of traces, or more while the broker
+is away (up to ``capacity``). ``publish`` is the same path for a record
 whose caller must know it is stored: it waits for the acknowledgement, up to a timeout.
 """
 
@@ -41,12 +44,14 @@ class TracePublisher:
     capacity: int = 10_000
     linger_ms: int = 0
     max_batch: int = 500
+    drain_s: float = 5.0
     sent: int = 0
     overflow: int = 0
     connected: bool = False
     _queue: asyncio.Queue[Item] | None = field(default=None, repr=False)
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
     _batch: list[Item] = field(default_factory=list, repr=False)  # taken, not yet acked
+    _stopping: asyncio.Event | None = field(default=None, repr=False)
 
     def submit(self, trace: Event, done: asyncio.Future[None] | None = None) -> bool:
         """Queue an event; False (and counted) when the buffer is full."""
@@ -85,19 +90,37 @@ class TracePublisher:
     async def start(self) -> None:
         """Start the background sender (it connects, and reconnects, by itself)."""
         self._queue = asyncio.Queue(maxsize=self.capacity)
+        self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="trace-publisher")
 
-    async def stop(self, drain_s: float = 5.0) -> None:
-        """Give queued traces a moment to go out, then stop."""
+    async def stop(self) -> None:
+        """Send what is queued now (no more lingering), wait up to ``drain_s`` for the broker
+        to acknowledge it, then stop; what is still unacknowledged is counted and said."""
         if self._task is None:
             return
+        assert self._stopping is not None
+        self._stopping.set()
         with contextlib.suppress(asyncio.TimeoutError):
-            async with asyncio.timeout(drain_s):
+            async with asyncio.timeout(self.drain_s):
                 while self.pending:  # also while (re)connecting; bounded by drain_s
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.02)
+        if self.pending:
+            self.overflow += self.pending
+            log.warning(
+                "stopping with %d record(s) for %s not acknowledged in %.0f s: lost",
+                self.pending,
+                self.topic,
+                self.drain_s,
+            )
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+    async def _linger(self) -> None:
+        """Wait ``linger_ms`` for more records, or less when stopping."""
+        assert self._stopping is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.linger_ms / 1000)
 
     def _take_ready(self) -> None:
         assert self._queue is not None
@@ -122,7 +145,7 @@ class TracePublisher:
                     if not self._batch:  # a failed batch is kept across reconnects
                         self._batch.append(await self._queue.get())
                         if self._queue.qsize() < self.max_batch:  # a full batch goes at once
-                            await asyncio.sleep(self.linger_ms / 1000)
+                            await self._linger()
                     self._take_ready()
                     sends = [
                         await producer.send(self.topic, key=record_key(t), value=t.to_bytes())
