@@ -89,6 +89,22 @@ $(WEED):
 		$(GO_ENV) go build -trimpath -o $(WEED).tmp ./weed
 	mv $(WEED).tmp $(WEED)
 
+# helm v4, which the chart's tests run (lint, template), built once from the Go module proxy
+# into the cache, keyed by its version.
+HELM_VERSION := v4.3.2
+HELM := $(LLMOPS_CACHE)/bin/helm-$(HELM_VERSION)
+export LLMOPS_HELM := $(HELM)
+
+$(HELM):
+	@command -v go >/dev/null || { echo "the chart's tests need Go (https://go.dev/dl) to build" \
+		"helm once" >&2; exit 1; }
+	@echo "==> building helm $(HELM_VERSION) (the chart's tests run it) once into $(HELM)" \
+		"(about two minutes)"
+	mkdir -p $(dir $(HELM)) $(LLMOPS_CACHE)/go/helm-bin
+	$(GO_ENV) GOBIN=$(LLMOPS_CACHE)/go/helm-bin go install -trimpath \
+		helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(LLMOPS_CACHE)/go/helm-bin/helm $(HELM)
+
 # What `make run` needs from Debian: Tesseract, to read the sample PDF's scanned page.
 RUN_TOOLS := /usr/bin/tesseract /usr/share/tesseract-ocr/5/tessdata/eng.traineddata
 RUN_PACKAGES := tesseract-ocr tesseract-ocr-eng
@@ -125,7 +141,7 @@ install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project
 run: install run-tools ## Start the broker and every service (llmops dev), index the sample corpus, serve the API
 	$(BIN)/llmops dev README.md docs
 
-test: install test-tools $(WEED) ## Run every test: unit, then integration and e2e on a real broker started for them
+test: install test-tools $(WEED) $(HELM) ## Run every test: unit, then integration and e2e on a real broker started for them
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not load_sensitive" tests
 
 chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed broker and services
@@ -134,7 +150,7 @@ chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed brok
 test-unit: install ## Run only the unit tests (no broker)
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: install $(WEED) ## Run only the integration tests (real broker)
+test-integration: install $(WEED) $(HELM) ## Run only the integration tests (real broker)
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: install ## ruff (lint, format), mypy --strict on shared/ and services/, the import contracts
