@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,3 +165,24 @@ def choke(targets: dict[str, str]) -> dict[str, str]:
     planted = ";".join(f"{target}={marker}" for target, marker in targets.items())
     path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
     return {"PYTHONPATH": path, "LLMOPS_TEST_CHOKE": planted}
+
+
+def free_window(size: int) -> int:
+    """A first port such that it and the ``size - 1`` after it are free now."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + size >= 65535:
+            continue
+        taken = False
+        for port in range(base, base + size):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    taken = True
+                    break
+        if not taken:
+            return base
+    raise RuntimeError("no window of free ports")

@@ -5,7 +5,6 @@ on, `llmops status` shows the partitions under-replicated) and rejoining until i
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
@@ -15,30 +14,9 @@ from shared.contracts.topics import INGEST_DOCUMENTS, TOPICS
 from shared.kafka.admin import describe, under_replicated
 from shared.kafka.broker import LocalCluster, local_cluster
 from shared.settings import PlatformSettings
-from tests.kafka_helpers import llmops, wait_for
+from tests.kafka_helpers import free_window, llmops, wait_for
 
 NODES = 3
-
-
-def free_window(size: int) -> int:
-    """A first port such that it and the ``size - 1`` after it are free now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + size >= 65535:
-            continue
-        taken = False
-        for port in range(base, base + size):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    taken = True
-                    break
-        if not taken:
-            return base
-    raise RuntimeError("no window of free ports")
 
 
 def test_a_three_broker_cluster_replicates_loses_a_broker_and_catches_up(
