@@ -170,6 +170,7 @@ bench: install ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/monitoring.py
 	$(BIN)/python bench/documents.py
 	$(BIN)/python bench/converters.py
+	$(BIN)/python bench/cluster.py
 
 kafka-start: install ## Start the local broker in the background
 	$(BIN)/llmops kafka start
