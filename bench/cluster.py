@@ -26,14 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kafka.admin import KafkaAdminClient  # noqa: E402
 from kafka.errors import KafkaConnectionError  # noqa: E402
 
 from shared.contracts.events import DocumentEvent  # noqa: E402
 from shared.contracts.producer import make_producer  # noqa: E402
 from shared.contracts.topics import DOCS_INDEXED, INGEST_DOCUMENTS, TOPICS  # noqa: E402
 from shared.kafka.admin import create_topics  # noqa: E402
-from shared.kafka.broker import LocalBroker, LocalCluster, local_cluster  # noqa: E402
+from shared.kafka.broker import LocalCluster, local_cluster  # noqa: E402
 from shared.settings import PlatformSettings  # noqa: E402
 from tests.kafka_helpers import ServiceProcess, consume, free_window  # noqa: E402
 
@@ -148,17 +147,6 @@ class Pipeline:
         times = self.indexed_times({d.key for d in batch})
         return n / (times[-1] - t0)
 
-    def busiest(self) -> LocalBroker:
-        assert isinstance(self.cluster, LocalCluster)
-        admin = KafkaAdminClient(bootstrap_servers=self.cluster.bootstrap)
-        try:
-            described = admin.describe_topics([t.name(self.prefix) for t in TOPICS])
-        finally:
-            admin.close()
-        leaders = Counter(p["leader_id"] for t in described for p in t["partitions"])
-        node = leaders.most_common(1)[0][0]
-        return next(n for n in self.cluster.nodes if n.node_id == node)
-
     def stop(self) -> None:
         self._sampling = False
         for s in self.services:
@@ -179,7 +167,8 @@ def recovery(p: Pipeline, backlog: int) -> tuple[float, float, float]:
         if sum(1 for r in got if r.key.decode() in keys) >= backlog // 3:
             break
         time.sleep(0.5)
-    victim = p.busiest()
+    assert isinstance(p.cluster, LocalCluster)
+    victim = p.cluster.busiest([t.name(p.prefix) for t in TOPICS])
     killed = time.time()
     victim.kill()
     publisher.join()

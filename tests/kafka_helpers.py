@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,3 +187,18 @@ def free_window(size: int) -> int:
         if not taken:
             return base
     raise RuntimeError("no window of free ports")
+
+
+def stored_points(data_dir: Path, prefix: str) -> Counter[str]:
+    """Points per document (``tenant/doc_id``) in the embedded store under ``data_dir``, once
+    the service that wrote it has stopped (one process owns it)."""
+    from shared.settings import PlatformSettings, QdrantSettings
+    from shared.store.open import open_store
+
+    store = open_store(QdrantSettings(), PlatformSettings(data_dir=data_dir), prefix)
+    try:
+        collection = store.active()
+        assert collection is not None, "no collection in the store"
+        return Counter(str((p.payload or {})["doc_key"]) for p in store.all_payloads(collection))
+    finally:
+        store.close()

@@ -395,6 +395,22 @@ class LocalCluster:
         """Stop every node cleanly; True if one was running."""
         return any([n.stop(timeout_s) for n in self.nodes])
 
+    def busiest(self, topics: list[str]) -> LocalBroker:
+        """The node that leads the most partitions of ``topics`` (the one whose loss moves
+        the most leaders: what the chaos test and bench/cluster.py kill)."""
+        from collections import Counter
+
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            described = admin.describe_topics(topics)
+        finally:
+            admin.close()
+        leaders = Counter(p["leader_id"] for t in described for p in t["partitions"])
+        node = leaders.most_common(1)[0][0]
+        return next(n for n in self.nodes if n.node_id == node)
+
 
 def local_cluster(
     data_dir: Path,

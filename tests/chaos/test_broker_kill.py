@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,8 @@ from shared.contracts.producer import make_producer
 from shared.contracts.topics import DOCS_INDEXED, INGEST_DOCUMENTS
 from shared.kafka.admin import create_topics
 from shared.kafka.broker import free_port, local_broker
-from shared.settings import PlatformSettings, QdrantSettings
-from shared.store.open import open_store
-from tests.kafka_helpers import ServiceProcess, consume
+from shared.settings import PlatformSettings
+from tests.kafka_helpers import ServiceProcess, consume, stored_points
 
 pytestmark = pytest.mark.chaos
 N = 400
@@ -96,12 +94,6 @@ def test_a_broker_killed_mid_publish_and_mid_indexing_loses_nothing(tmp_path: Pa
         service.stop()
         broker.stop()
     # the service's own store
-    store = open_store(QdrantSettings(), PlatformSettings(data_dir=data), prefix)
-    try:
-        collection = store.active()
-        assert collection is not None
-        points = Counter(str((p.payload or {})["doc_key"]) for p in store.all_payloads(collection))
-    finally:
-        store.close()
+    points = stored_points(data, prefix)
     for key in acked:
         assert points[key] == indexed[key].chunk_count, key  # none missing, none doubled

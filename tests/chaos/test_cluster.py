@@ -46,16 +46,16 @@ from shared.contracts.topics import (
     TOPICS,
 )
 from shared.kafka.admin import create_topics, under_replicated
-from shared.kafka.broker import LocalBroker, LocalCluster, local_cluster
+from shared.kafka.broker import LocalCluster, local_cluster
 from shared.kafka.reader import read_to_end
-from shared.settings import PlatformSettings, QdrantSettings
-from shared.store.open import open_store
+from shared.settings import PlatformSettings
 from tests.kafka_helpers import (
     TEST_TRACE_SECRET,
     ServiceProcess,
     consume,
     free_window,
     signed,
+    stored_points,
     wait_for,
 )
 
@@ -65,18 +65,6 @@ NODES = 3
 # monitoring's windows in the rolling restart: short, with a grace longer than a restart's
 # replay can put one partition ahead of another
 WINDOW_S, GRACE_S = 10, 20
-
-
-def busiest_leader(cluster: LocalCluster, prefix: str) -> LocalBroker:
-    """The node leading the most partitions of the platform's topics."""
-    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
-    try:
-        described = admin.describe_topics([t.name(prefix) for t in TOPICS])
-    finally:
-        admin.close()
-    leaders = Counter(p["leader_id"] for t in described for p in t["partitions"])
-    node_id = leaders.most_common(1)[0][0]
-    return next(n for n in cluster.nodes if n.node_id == node_id)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +127,7 @@ def test_the_busiest_broker_killed_mid_publish_and_mid_indexing_loses_nothing(
         assert wait_for(
             lambda: consume(cluster.bootstrap, DOCS_INDEXED.name(prefix), idle_s=0.3), 180, 0.5
         ), logs()
-        victim = busiest_leader(cluster, prefix)
+        victim = cluster.busiest([t.name(prefix) for t in TOPICS])
         for i, d in enumerate(docs[N // 2 :]):
             futures[d.key] = producer.send(src, key=d.key.encode(), value=d.to_bytes())
             if i == N // 4:
@@ -182,14 +170,8 @@ def test_the_busiest_broker_killed_mid_publish_and_mid_indexing_loses_nothing(
     finally:
         for s in services:
             s.stop()
-    # the embedding writer's own store: every acknowledged document, none doubled
-    store = open_store(QdrantSettings(), PlatformSettings(data_dir=data), prefix)
-    try:
-        collection = store.active()
-        assert collection is not None
-        points = Counter(str((p.payload or {})["doc_key"]) for p in store.all_payloads(collection))
-    finally:
-        store.close()
+    # the embedding writer's own store
+    points = stored_points(data, prefix)
     for key in acked:
         assert points[key] == indexed[key].chunk_count, key
     assert sum(points.values()) == sum(indexed[k].chunk_count for k in acked)
