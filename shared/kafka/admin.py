@@ -3,10 +3,12 @@ replication the settings ask for, and checked (and fixed where that is safe) aga
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaConnectionError, TopicAlreadyExistsError
@@ -16,6 +18,33 @@ from shared.contracts.topics import DEFAULT_MAX_MESSAGE_BYTES, TOPICS, Topic
 log = logging.getLogger(__name__)
 
 MIN_ISR = "min.insync.replicas"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# how often an admin operation is tried when the node it picked cannot be reached
+ATTEMPTS = 10
+
+
+def retried(operation: Callable[P, R]) -> Callable[P, R]:
+    """Try an (idempotent) admin operation again, a second apart, when kafka-python cannot
+    reach the node it sent a request to: it raises instead of trying another while a lost
+    broker is still in the cluster's metadata (until the controller fences it, about 9 s),
+    which made `llmops topics create` and every service's start fail with a traceback."""
+
+    @functools.wraps(operation)
+    def again(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return operation(*args, **kwargs)
+            except KafkaConnectionError as exc:
+                if attempt == ATTEMPTS:
+                    raise
+                log.info("%s: %s; asking again (%d/%d)", operation.__name__, exc, attempt, ATTEMPTS)
+                time.sleep(1.0)
+        raise AssertionError("unreachable")
+
+    return again
 
 
 class TopicMismatch(RuntimeError):
@@ -59,6 +88,7 @@ def broker_count(admin: KafkaAdminClient) -> int:
     return len(admin.describe_cluster()["brokers"])
 
 
+@retried
 def cluster_replication(
     bootstrap: str, factor: int | None = None, min_insync: int | None = None
 ) -> Replication:
@@ -182,6 +212,7 @@ def _admin(bootstrap: str) -> KafkaAdminClient:
     return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="llmops-admin")
 
 
+@retried
 def create_topics(
     bootstrap: str,
     prefix: str = "",
@@ -262,6 +293,7 @@ class TopicReport:
         return not self.missing and not self.differences and not self.under_replicated
 
 
+@retried
 def check_topics(
     bootstrap: str,
     prefix: str = "",
@@ -292,6 +324,7 @@ def check_topics(
         admin.close()
 
 
+@retried
 def fix_topics(bootstrap: str, reports: Iterable[TopicReport]) -> list[str]:
     """Set every configuration that differs from its declaration (an incremental alter: other
     settings stay). Partition counts and replica sets are left alone: one moves keys, the
@@ -311,26 +344,19 @@ def fix_topics(bootstrap: str, reports: Iterable[TopicReport]) -> list[str]:
         admin.close()
 
 
-def under_replicated(bootstrap: str, names: list[str], attempts: int = 5) -> dict[str, int]:
-    """Partitions whose in-sync replicas are fewer than their replicas, per existing topic.
-
-    Asked when a broker is down, which is when it matters: the client may pick the lost
-    broker (still in the metadata until the controller fences it) and fail to connect; it
-    asks again, up to ``attempts`` times a second apart."""
-    for attempt in range(attempts):
-        admin = _admin(bootstrap)
-        try:
-            present = sorted(set(names) & set(admin.list_topics()))
-            return {name: a.under_replicated for name, a in describe(admin, present).items()}
-        except KafkaConnectionError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(1.0)
-        finally:
-            admin.close()
-    raise AssertionError("unreachable")
+@retried
+def under_replicated(bootstrap: str, names: list[str]) -> dict[str, int]:
+    """Partitions whose in-sync replicas are fewer than their replicas, per existing topic
+    (asked when a broker is down, which is when it matters)."""
+    admin = _admin(bootstrap)
+    try:
+        present = sorted(set(names) & set(admin.list_topics()))
+        return {name: a.under_replicated for name, a in describe(admin, present).items()}
+    finally:
+        admin.close()
 
 
+@retried
 def topic_max_message_bytes(bootstrap: str, topic: str) -> int:
     """The largest record ``topic`` accepts (its max.message.bytes, or the broker's)."""
     admin = _admin(bootstrap)

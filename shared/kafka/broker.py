@@ -80,8 +80,16 @@ def answers_metadata(bootstrap: str, timeout_s: float = 5.0, brokers: int = 1) -
         host, _, port = address.strip().rpartition(":")
         return port_open(host or "127.0.0.1", int(port))
 
-    if not any(listening(a) for a in bootstrap.split(",")):
+    # only the addresses that listen: kafka-python logs an ERROR for each one it cannot reach
+    live = [a for a in bootstrap.split(",") if listening(a)]
+    if not live:
         return False
+    bootstrap = ",".join(live)
+    # a probe expects to fail while nodes come up or go: kafka-python's connection errors
+    # would be ERROR lines on the terminal of `llmops kafka start`
+    library = logging.getLogger("kafka")
+    level = library.level
+    library.setLevel(logging.CRITICAL)
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap,
@@ -89,6 +97,7 @@ def answers_metadata(bootstrap: str, timeout_s: float = 5.0, brokers: int = 1) -
             client_id="llmops-probe",
         )
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        library.setLevel(level)
         return False
     try:
         return len(admin.describe_cluster()["brokers"]) >= brokers
@@ -96,6 +105,7 @@ def answers_metadata(bootstrap: str, timeout_s: float = 5.0, brokers: int = 1) -
         return False
     finally:
         admin.close()
+        library.setLevel(level)
 
 
 def free_port() -> int:
@@ -367,9 +377,11 @@ class LocalCluster:
         return "starting" if self.pid() else "stopped"
 
     def start(self) -> bool:
-        """Start every node that is not running, then wait until all are in the cluster;
-        True if this call started one."""
-        if answers_metadata(self.bootstrap, timeout_s=3, brokers=len(self.nodes)):
+        """Start every node of ours that is not running (one killed comes back with its
+        data), then wait until all are in the cluster; True if this call started one. A
+        cluster that answers on these ports with no node of ours running is reused."""
+        ours = [n for n in self.nodes if n.pid() is not None]
+        if not ours and answers_metadata(self.bootstrap, timeout_s=3, brokers=len(self.nodes)):
             return False
         started = [n for n in self.nodes if n.pid() is None]
         for n in started:
@@ -381,7 +393,9 @@ class LocalCluster:
         """Block until every node is in the cluster's metadata, or raise with the logs."""
         deadline = time.monotonic() + self.nodes[0].start_timeout_s
         while time.monotonic() < deadline:
-            if answers_metadata(self.bootstrap, timeout_s=3, brokers=len(self.nodes)):
+            # every node listening: a node just killed stays in the metadata for seconds
+            listening = all(port_open("127.0.0.1", n.port) for n in self.nodes)
+            if listening and answers_metadata(self.bootstrap, 3, brokers=len(self.nodes)):
                 return
             time.sleep(0.5)
         tails = "\n".join(

@@ -73,3 +73,40 @@ def test_fewer_replicas_or_another_min_isr_is_reported_apart_from_what_stops_a_s
     assert [d.key for d in diffs if d.configurable] == ["min.insync.replicas"]
     # without a replication to compare with, only the topic's own contract counts
     assert differences(INGEST_DOCUMENTS, old, MAX) == []
+
+
+def test_an_admin_operation_is_asked_again_while_the_node_it_picked_is_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kafka.errors import KafkaConnectionError
+
+    from shared.kafka import admin
+
+    monkeypatch.setattr(admin.time, "sleep", lambda s: None)
+    calls = []
+
+    @admin.retried
+    def operation(x: int) -> int:
+        calls.append(x)
+        if len(calls) < 3:  # the lost broker, still in the metadata
+            raise KafkaConnectionError("111 ECONNREFUSED")
+        return x * 2
+
+    assert operation(21) == 42 and calls == [21, 21, 21]
+
+    @admin.retried
+    def never(x: int) -> int:
+        raise KafkaConnectionError("111 ECONNREFUSED")
+
+    with pytest.raises(KafkaConnectionError):
+        never(1)
+
+    @admin.retried
+    def mismatch(x: int) -> int:
+        calls.append(x)
+        raise admin.TopicMismatch("differs")
+
+    calls.clear()
+    with pytest.raises(admin.TopicMismatch):  # not a connection: said at once
+        mismatch(1)
+    assert calls == [1]
