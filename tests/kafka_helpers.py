@@ -16,6 +16,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from shared.contracts.events import DocumentEvent
 from shared.contracts.trace_ids import TraceIds
 
 # The secret service processes of the tests sign and check trace ids with (service_env).
@@ -202,3 +203,44 @@ def stored_points(data_dir: Path, prefix: str) -> Counter[str]:
         return Counter(str((p.payload or {})["doc_key"]) for p in store.all_payloads(collection))
     finally:
         store.close()
+
+
+def publish_through_a_kill(
+    bootstrap: str,
+    prefix: str,
+    docs: list[DocumentEvent],
+    kill: Callable[[], None],
+    after: Callable[[], None] | None = None,
+    request_timeout_ms: int = 10_000,
+) -> set[str]:
+    """Publish the first half of ``docs`` to ingest.documents and, once indexing is under way
+    (a first record on docs.indexed), the second half, calling ``kill`` a quarter into it;
+    then ``after`` (a restart, say). The keys the broker acknowledged: the others are what a
+    publisher knows to send again."""
+    from shared.contracts.producer import make_producer
+    from shared.contracts.topics import DOCS_INDEXED, INGEST_DOCUMENTS
+
+    producer = make_producer(bootstrap, request_timeout_ms=request_timeout_ms)
+    src, half = INGEST_DOCUMENTS.name(prefix), len(docs) // 2
+    futures = {}
+    for d in docs[:half]:
+        futures[d.key] = producer.send(src, key=d.key.encode(), value=d.to_bytes())
+    producer.flush()
+    assert wait_for(lambda: consume(bootstrap, DOCS_INDEXED.name(prefix), idle_s=0.3), 180, 0.5), (
+        "indexing never started"
+    )
+    for i, d in enumerate(docs[half:]):
+        futures[d.key] = producer.send(src, key=d.key.encode(), value=d.to_bytes())
+        if i == len(docs) // 4:
+            kill()
+    if after is not None:
+        after()
+    acked = set()
+    for key, fut in futures.items():
+        try:
+            fut.get(timeout=120)
+            acked.add(key)
+        except Exception:  # noqa: BLE001 - not acknowledged: the publisher knows to resend
+            pass
+    producer.close()
+    return acked

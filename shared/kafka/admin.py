@@ -83,6 +83,10 @@ class Replication:
         return cls(f, m)
 
 
+def _admin(bootstrap: str) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="llmops-admin")
+
+
 def broker_count(admin: KafkaAdminClient) -> int:
     """Brokers the cluster reports now."""
     return len(admin.describe_cluster()["brokers"])
@@ -93,7 +97,7 @@ def cluster_replication(
     bootstrap: str, factor: int | None = None, min_insync: int | None = None
 ) -> Replication:
     """``Replication.resolve`` with the number of brokers the cluster at ``bootstrap`` has."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="llmops-admin")
+    admin = _admin(bootstrap)
     try:
         return Replication.resolve(factor, min_insync, broker_count(admin))
     finally:
@@ -208,8 +212,42 @@ def describe(admin: KafkaAdminClient, names: list[str]) -> dict[str, Actual]:
     return out
 
 
-def _admin(bootstrap: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="llmops-admin")
+@dataclass
+class TopicReport:
+    """One declared topic as the cluster has it."""
+
+    name: str
+    missing: bool = False
+    differences: list[Difference] = field(default_factory=list)
+    under_replicated: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """As declared, and every partition fully in sync."""
+        return not self.missing and not self.differences and not self.under_replicated
+
+
+def reports(
+    admin: KafkaAdminClient,
+    prefix: str,
+    topics: list[Topic],
+    max_message_bytes: int,
+    replication: Replication,
+) -> list[TopicReport]:
+    """Each of ``topics`` as the cluster has it: missing, or how it differs from its
+    declaration and how many of its partitions are out of sync."""
+    existing = set(admin.list_topics())
+    actual = describe(admin, [t.name(prefix) for t in topics if t.name(prefix) in existing])
+    out = []
+    for t in topics:
+        name = t.name(prefix)
+        if name not in actual:
+            out.append(TopicReport(name, missing=True))
+            continue
+        a = actual[name]
+        diffs = differences(t, a, max_message_bytes, replication)
+        out.append(TopicReport(name, False, diffs, a.under_replicated))
+    return out
 
 
 @retried
@@ -236,25 +274,20 @@ def create_topics(
     admin = _admin(bootstrap)
     try:
         replication = Replication.resolve(factor, min_insync, broker_count(admin))
-        existing = set(admin.list_topics())
-        present = [t for t in topics if t.name(prefix) in existing]
-        actual = describe(admin, [t.name(prefix) for t in present])
-        found = {
-            t.name(prefix): differences(t, actual[t.name(prefix)], max_message_bytes, replication)
-            for t in present
-        }
-        blocking = {n: [d for d in ds if not d.durability] for n, ds in found.items()}
+        found = reports(admin, prefix, topics, max_message_bytes, replication)
+        blocking = {r.name: [d for d in r.differences if not d.durability] for r in found}
         if problems := {n: ds for n, ds in blocking.items() if ds}:
             raise TopicMismatch(mismatch_message(problems, bootstrap))
-        if weaker := {n: ds for n, ds in found.items() if ds}:
+        if weaker := {r.name: r.differences for r in found if r.differences}:
             log.warning(
                 "topics with other replication than asked (%s); `llmops topics check` says "
                 "what can be done",
                 "; ".join(f"{n}: {', '.join(map(str, ds))}" for n, ds in sorted(weaker.items())),
             )
+        missing = {r.name for r in found if r.missing}
         created: list[str] = []
         for t in topics:
-            if t.name(prefix) in existing:
+            if t.name(prefix) not in missing:
                 continue
             try:
                 admin.create_topics(
@@ -278,21 +311,6 @@ def create_topics(
         admin.close()
 
 
-@dataclass
-class TopicReport:
-    """One declared topic as the cluster has it."""
-
-    name: str
-    missing: bool = False
-    differences: list[Difference] = field(default_factory=list)
-    under_replicated: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """As declared, and every partition fully in sync."""
-        return not self.missing and not self.differences and not self.under_replicated
-
-
 @retried
 def check_topics(
     bootstrap: str,
@@ -307,19 +325,7 @@ def check_topics(
     admin = _admin(bootstrap)
     try:
         replication = Replication.resolve(factor, min_insync, broker_count(admin))
-        existing = set(admin.list_topics())
-        topics = list(topics)
-        actual = describe(admin, [t.name(prefix) for t in topics if t.name(prefix) in existing])
-        reports = []
-        for t in topics:
-            name = t.name(prefix)
-            if name not in actual:
-                reports.append(TopicReport(name, missing=True))
-                continue
-            a = actual[name]
-            diffs = differences(t, a, max_message_bytes, replication)
-            reports.append(TopicReport(name, False, diffs, a.under_replicated))
-        return replication, reports
+        return replication, reports(admin, prefix, list(topics), max_message_bytes, replication)
     finally:
         admin.close()
 

@@ -90,21 +90,19 @@ def answers_metadata(bootstrap: str, timeout_s: float = 5.0, brokers: int = 1) -
     library = logging.getLogger("kafka")
     level = library.level
     library.setLevel(logging.CRITICAL)
+    admin = None
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap,
             request_timeout_ms=int(timeout_s * 1000),
             client_id="llmops-probe",
         )
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
-        library.setLevel(level)
-        return False
-    try:
         return len(admin.describe_cluster()["brokers"]) >= brokers
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
         return False
     finally:
-        admin.close()
+        if admin is not None:
+            admin.close()
         library.setLevel(level)
 
 

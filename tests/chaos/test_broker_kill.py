@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from shared.contracts.events import DocumentEvent, DocumentIndexed
-from shared.contracts.producer import make_producer
-from shared.contracts.topics import DOCS_INDEXED, INGEST_DOCUMENTS
+from shared.contracts.topics import DOCS_INDEXED
 from shared.kafka.admin import create_topics
 from shared.kafka.broker import free_port, local_broker
 from shared.settings import PlatformSettings
-from tests.kafka_helpers import ServiceProcess, consume, stored_points
+from tests.kafka_helpers import ServiceProcess, consume, publish_through_a_kill, stored_points
 
 pytestmark = pytest.mark.chaos
 N = 400
@@ -52,33 +51,17 @@ def test_a_broker_killed_mid_publish_and_mid_indexing_loses_nothing(tmp_path: Pa
             )
             for i in range(N)
         ]
-        producer = make_producer(broker.bootstrap, request_timeout_ms=5000)
-        src = INGEST_DOCUMENTS.name(prefix)
-        futures = {}
-        for d in docs[: N // 2]:
-            futures[d.key] = producer.send(src, key=d.key.encode(), value=d.to_bytes())
-        producer.flush()
-        # indexing is under way when the broker dies, and so is the second half's publish
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if consume(broker.bootstrap, DOCS_INDEXED.name(prefix), idle_s=0.3):
-                break
-        for i, d in enumerate(docs[N // 2 :]):
-            futures[d.key] = producer.send(src, key=d.key.encode(), value=d.to_bytes())
-            if i == N // 4:
-                pid = broker.pid()
-                assert pid is not None
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(2)
-        broker.start()  # same ports, same data
-        acked = set()
-        for key, fut in futures.items():
-            try:
-                fut.get(timeout=120)
-                acked.add(key)
-            except Exception:  # noqa: BLE001 - not acknowledged: the publisher knows to resend
-                pass
-        producer.close()
+
+        def kill() -> None:
+            pid = broker.pid()
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+
+        def restart() -> None:
+            time.sleep(2)
+            broker.start()  # same ports, same data
+
+        acked = publish_through_a_kill(broker.bootstrap, prefix, docs, kill, restart, 5000)
         assert len(acked) >= N // 2, "the first half was acknowledged before the kill"
 
         t0 = time.monotonic()

@@ -46,7 +46,7 @@ from shared.contracts.topics import (
     TOPICS,
 )
 from shared.kafka.admin import create_topics, under_replicated
-from shared.kafka.broker import LocalCluster, local_cluster
+from shared.kafka.broker import LocalBroker, LocalCluster, local_cluster
 from shared.kafka.reader import read_to_end
 from shared.settings import PlatformSettings
 from tests.kafka_helpers import (
@@ -54,6 +54,7 @@ from tests.kafka_helpers import (
     ServiceProcess,
     consume,
     free_window,
+    publish_through_a_kill,
     signed,
     stored_points,
     wait_for,
@@ -117,30 +118,15 @@ def test_the_busiest_broker_killed_mid_publish_and_mid_indexing_loses_nothing(
             )
             for i in range(N)
         ]
-        producer = make_producer(cluster.bootstrap, request_timeout_ms=10_000)
-        src = INGEST_DOCUMENTS.name(prefix)
-        futures = {}
-        for d in docs[: N // 2]:
-            futures[d.key] = producer.send(src, key=d.key.encode(), value=d.to_bytes())
-        producer.flush()
-        # indexing is under way when the broker dies, and so is the second half's publish
-        assert wait_for(
-            lambda: consume(cluster.bootstrap, DOCS_INDEXED.name(prefix), idle_s=0.3), 180, 0.5
-        ), logs()
-        victim = cluster.busiest([t.name(prefix) for t in TOPICS])
-        for i, d in enumerate(docs[N // 2 :]):
-            futures[d.key] = producer.send(src, key=d.key.encode(), value=d.to_bytes())
-            if i == N // 4:
-                killed_at = time.monotonic()
-                assert victim.kill()
-        acked = set()
-        for key, fut in futures.items():
-            try:
-                fut.get(timeout=120)
-                acked.add(key)
-            except Exception:  # noqa: BLE001 - not acknowledged: the publisher knows to resend
-                pass
-        producer.close()
+        killed: list[tuple[LocalBroker, float]] = []
+
+        def kill() -> None:  # the node leading the most partitions now, mid-indexing
+            victim = cluster.busiest([t.name(prefix) for t in TOPICS])
+            killed.append((victim, time.monotonic()))
+            assert victim.kill()
+
+        acked = publish_through_a_kill(cluster.bootstrap, prefix, docs, kill)
+        ((victim, killed_at),) = killed
         # two of three replicas in sync: the cluster takes every write through the loss
         assert len(acked) == N, f"{N - len(acked)} publishes failed with a broker down"
 
