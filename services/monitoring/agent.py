@@ -18,7 +18,7 @@ from services.monitoring.observe import watched
 from services.monitoring.settings import MonitoringSettings
 from services.monitoring.worker import MonitoringWorker, Outputs
 from shared.contracts.topics import MONITORING_ALERTS, MONITORING_DLQ, MONITORING_METRICS
-from shared.kafka.faust_app import dead_letters, faust_topic, make_app
+from shared.kafka.faust_app import dead_letters, faust_topic, make_app, unless_cut_short
 from shared.kafka.lag import consumer_lag
 from shared.models.embedder import Embedder
 
@@ -42,6 +42,9 @@ def build_app(
         web_enabled=True,
         web_bind=settings.host,
         web_port=settings.port,
+        # inputs are held until their window is published: a rebalance must not wait for
+        # them (every partition is read again from its commit afterwards anyway)
+        stream_wait_empty=False,
     )
     prefix = settings.kafka.topic_prefix
     names = {t.name(prefix): t.base_name for t in watched()}
@@ -68,7 +71,11 @@ def build_app(
     @app.agent(source, name="watch")
     async def watch(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
-            await worker.take(event)
+            await unless_cut_short(worker.take(event), [event], worker.out)
+
+    @app.on_partitions_assigned.connect
+    def reassigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        worker.reassigned()  # before the seek back to the commits (faust's recovery)
 
     app.timer(settings.close_every_s)(worker.tick)
     app.timer(settings.window_s)(worker.poll)

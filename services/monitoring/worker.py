@@ -3,7 +3,9 @@ of one object that owns its state (windows, held inputs, alert lifecycles), so e
 its orchestration can be driven and tested without a broker.
 
 Every input is held (not acknowledged) until the window it counted in has been published, so
-a restart rebuilds open windows from the inputs themselves. The alerts' lifecycle lives in a
+a restart rebuilds open windows from the inputs themselves; so does a rebalance, after which
+faust reads every partition again from its commit, and an input read twice in one generation
+is counted once. The alerts' lifecycle lives in a
 table (``data``, faust's in the service) whose changelog the worker writes after the alerts
 are on the broker: a restart neither fires twice nor forgets to resolve.
 """
@@ -110,7 +112,7 @@ class MonitoringWorker:
         # consumer lag is polled on the wall clock; everything else is counted in event time
         self.lag_rules = [r for r in rules if r.metric in POLLED]
         self.event_rules = [r for r in rules if r.metric not in POLLED]
-        self.windows = Windows(settings.window_s, settings.grace_s, settings.max_future_s)
+        self.windows = self.no_windows()
         self.drift = drift_meter(settings)
         self.exposition = Exposition(self.firing)
         self.history = History()
@@ -120,6 +122,10 @@ class MonitoringWorker:
             else None
         )
         self.held: dict[datetime, list[EventT[Any]]] = defaultdict(list)
+        # where each held input was read (topic, partition, offset), and the second copies
+        # of one that were let go
+        self.counted: set[tuple[str, int, int]] = set()
+        self.copies = 0
         self.last_input = monotonic()
         self.closing: asyncio.Future[None] | None = None
         self.lock = asyncio.Lock()  # the agent and the timers both close windows; one at a time
@@ -176,6 +182,12 @@ class MonitoringWorker:
         """Count one input in its window; start closing the windows that are due."""
         msg = event.message
         self.last_input = self.monotonic()
+        where = (msg.topic, msg.partition, msg.offset)
+        if where in self.counted:
+            # a second copy in this generation (faust fetches while it seeks back to the
+            # commits): the first is counted and held, and no commit passes it
+            self.copies += 1
+            return
         try:
             seen = observe(
                 self.names[msg.topic], msg.value or b"", self.settings.retrieval_threshold
@@ -191,11 +203,31 @@ class MonitoringWorker:
                 self.exposition.latency.labels(dict(o.labels)["stage"]).observe(o.value / 1000)
         self.out.hold(event)  # until its window is published
         self.held[start].append(event)
+        self.counted.add(where)
         if self.windows.closable() and (self.closing is None or self.closing.done()):
             # in the background: the next records are read while a window's drift is
             # measured (the model runs on its own thread)
             self.closing = asyncio.ensure_future(self.close_due_windows())
             self.closing.add_done_callback(_log_failure)
+
+    def reassigned(self) -> None:
+        """Partitions were assigned (a rebalance): faust now reads every partition again from
+        its committed offset, so every input held in an open window comes again. The open
+        windows start afresh, as after a restart, and count each input once; the copies held
+        before count for nothing (the consumer ignores an earlier generation's
+        acknowledgements). Windows already published are skipped again by the table's
+        record of them."""
+        for start in self.windows.open:
+            self.drift.questions.pop(start, None)
+            self.drift.tops.pop(start, None)
+        self.windows = self.no_windows()
+        self.held = defaultdict(list)
+        self.counted = set()
+
+    def no_windows(self) -> Windows:
+        """Windows as the settings shape them, none open yet."""
+        s = self.settings
+        return Windows(s.window_s, s.grace_s, s.max_future_s)
 
     # windows ---------------------------------------------------------------------------
     async def close_due_windows(self) -> None:
@@ -211,6 +243,9 @@ class MonitoringWorker:
                     self.drift.questions.pop(start, None)
                     self.drift.tops.pop(start, None)
                 self.out.release(sources)  # the window's own hold on its inputs
+                self.counted.difference_update(
+                    (e.message.topic, e.message.partition, e.message.offset) for e in sources
+                )
 
     async def publish_window(
         self,

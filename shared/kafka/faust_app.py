@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -12,6 +14,7 @@ from mode.utils.queues import FlowControlEvent
 
 from shared.contracts.topics import Topic
 from shared.kafka.admin import MIN_ISR, Replication, cluster_replication
+from shared.kafka.consumer import new_consumer
 from shared.kafka.delivery import Deliveries
 from shared.settings import KafkaSettings, PlatformSettings
 
@@ -69,26 +72,8 @@ def make_app(
     }
     config.update(kw)
     app = faust.App(app_id, **config)
-    new_consumer = app._new_consumer
-
-    def consumer_that_commits_before_handing_over() -> Any:
-        consumer: Any = new_consumer()
-        revoke = consumer.on_partitions_revoked
-
-        async def on_partitions_revoked(revoked: set[Any]) -> None:
-            # faust commits on its timer only, and its first step on revocation forgets what
-            # was acknowledged on the partitions that move: their next owner would redo up to
-            # a commit interval of work (8% of a stream when a second worker joined). Commit
-            # them first, so a scale-out or a rolling restart repeats (almost) nothing.
-            # force: commit() does nothing when its timer's commit is under way, and that
-            # one may predate the last acknowledgements
-            await consumer.force_commit(revoked)
-            await revoke(revoked)
-
-        consumer.on_partitions_revoked = on_partitions_revoked
-        return consumer
-
-    app._new_consumer = consumer_that_commits_before_handing_over  # type: ignore[method-assign]
+    # the commit rules every service relies on (shared.kafka.consumer says which and why)
+    app._new_consumer = functools.partial(new_consumer, app)  # type: ignore[method-assign]
     new_producer = app._new_producer
 
     def idempotent_producer() -> Any:
@@ -173,10 +158,35 @@ async def consume_with_dlq(
     its outputs (or its dead letter) are on the broker.
     """
     async for event in stream.events():
-        try:
-            await handler(event)
-        except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
-            await deliveries.dead_letter(event, stage, exc)
+        await unless_cut_short(
+            _dead_lettering(handler, event, deliveries, stage), [event], deliveries
+        )
+
+
+async def _dead_lettering(
+    handler: Handler, event: EventT[Any], deliveries: Deliveries, stage: str
+) -> None:
+    try:
+        await handler(event)
+    except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
+        await deliveries.dead_letter(event, stage, exc)
+
+
+async def unless_cut_short(
+    work: Awaitable[None], events: Sequence[EventT[Any]], deliveries: Deliveries
+) -> None:
+    """Await ``work`` on ``events``; if the worker stops (cancels it) half-way, ``events``
+    stay unacknowledged, so a restart does them again.
+
+    A stream acknowledges what it handed over as its loop exits, cancelled or not, and the
+    worker's last commit then covered an event whose outputs were never sent (a batch being
+    indexed at a SIGTERM was lost to the rolling-restart chaos test this way)."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        for event in events:
+            deliveries.hold(event)  # released by nobody: never acknowledged in this process
+        raise
 
 
 async def handle_isolating(
@@ -188,7 +198,14 @@ async def handle_isolating(
 
     A handler must be safe to run again on events of a batch that failed half-way: what it
     already sent counts once downstream (the services' outputs are idempotent per input).
+    Cut short by a stop, the batch stays unacknowledged (``unless_cut_short``).
     """
+    await unless_cut_short(_isolating(events, handler, deliveries, stage), events, deliveries)
+
+
+async def _isolating(
+    events: list[EventT[Any]], handler: BatchHandler, deliveries: Deliveries, stage: str
+) -> None:
     try:
         await handler(events)
         return

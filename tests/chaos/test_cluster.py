@@ -7,12 +7,13 @@ process, so a second writer needs a Qdrant server):
   broker, started again, rejoins and catches up;
 - a rolling restart of every service process under traffic (documents, traces, feedback):
   nothing lost, every feedback joined once, every monitoring window counted exactly; the
-  time each service needed to resume is printed. This one does not always hold yet (marker
-  open_defect: `make chaos` runs it, `make test` leaves it out; the README's chaos suite says
-  what it found)."""
+  time each service needed to resume is printed. (It failed in two runs of five before the
+  commit rules of ``shared.kafka.consumer`` and monitoring's recount after a rebalance: a
+  document lost, a window counted once too many.)"""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -165,6 +166,8 @@ def test_the_busiest_broker_killed_mid_publish_and_mid_indexing_loses_nothing(
 
 def group_members(bootstrap: str, group: str) -> int:
     """Members of a consumer group once it is stable (0 while it rebalances or is empty)."""
+    # kafka-python cannot read faust's member metadata, and says so for every member
+    logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         described = admin.describe_groups([group])[group]
@@ -229,7 +232,6 @@ class Traffic:
         producer.close()
 
 
-@pytest.mark.open_defect
 def test_a_rolling_restart_of_every_service_under_traffic_loses_nothing(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -255,27 +257,33 @@ def test_a_rolling_restart_of_every_service_under_traffic_loses_nothing(
     def stable(name: str) -> bool:
         return group_members(b, f"{prefix}llmops-{name}") == members[name]
 
+    def crashed() -> bool:
+        return not all(p.alive() for p in procs)
+
     traffic = Traffic(b, prefix)
     sender = threading.Thread(target=traffic.run, daemon=True)
     try:
-        for p in procs:
-            p.start()
-        assert wait_for(lambda: all(stable(n) for n in members), 180, 1), logs()
-        sender.start()
-        time.sleep(5)
-        for i, name in enumerate(names):
-            procs[i].stop()  # SIGTERM, as a rolling update does
-            again = ServiceProcess(name, env, tmp_path / f"{name}-{i}-again.log")
-            t0 = time.monotonic()
-            again.start()
-            procs[i] = again
-            assert wait_for(lambda n=name: stable(n), 180, 0.5), logs()
-            print(f"rolling restart: {name} resumed {time.monotonic() - t0:.1f} s after its start")
-        time.sleep(5)
-    finally:
-        traffic.stop.set()
-        sender.join(timeout=60)
-    try:
+        try:
+            for p in procs:
+                p.start()
+            assert wait_for(lambda: all(stable(n) for n in members), 180, 1), logs()
+            sender.start()
+            time.sleep(5)
+            for i, name in enumerate(names):
+                procs[i].stop()  # SIGTERM, as a rolling update does
+                again = ServiceProcess(name, env, tmp_path / f"{name}-{i}-again.log")
+                t0 = time.monotonic()
+                again.start()
+                procs[i] = again
+                assert wait_for(lambda n=name: stable(n) or crashed(), 180, 0.5), logs()
+                assert not crashed(), logs()
+                print(
+                    f"rolling restart: {name} resumed {time.monotonic() - t0:.1f} s after its start"
+                )
+            time.sleep(5)
+        finally:
+            traffic.stop.set()
+            sender.join(timeout=60)
         # a trace past every window closes them all
         closer = InferenceTrace(
             trace_id=signed("f" * 32),

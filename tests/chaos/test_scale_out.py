@@ -1,9 +1,12 @@
 """A second ingestion worker joins the group while the first is mid-stream (a planned
-scale-out): the partitions that move are committed first, so at most 1% is redone.
-(Without that commit, 55 to 339 of these 4,000 batches were redone here.)
+scale-out): at most 1% is redone, and in practice almost nothing.
 
-Alone it redoes 0 of 4,000 (three runs); on a machine loaded by other tests it redid 138 once,
-so `make chaos` runs it and `make test` does not."""
+The first worker, before it hands partitions over, stops fetching them and stops its streams,
+lets the records in hand finish, and commits (``shared.kafka.consumer``). Measured here with
+two busy loops loading both cores: 0, 0 and 1 of 4,000 batches redone; the code before that
+change redid 0 and 104 under the same load (a commit racing the streams' queues, and the
+acknowledgements faust forgets on revocation), and 55 to 339 before the partitions that move
+were committed first at all."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from shared.contracts.upstream import publish_documents
 from shared.kafka.reader import end_offsets
 from tests.kafka_helpers import consume
 
-pytestmark = [pytest.mark.chaos, pytest.mark.load_sensitive]
+pytestmark = pytest.mark.chaos
 N = 4000
 
 

@@ -3,14 +3,17 @@ settings, flow control), and the batch handler that dead-letters only the record
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from shared.contracts.events import DeadLetter
 from shared.kafka.admin import Replication
 from shared.kafka.faust_app import handle_isolating, make_app
 from shared.settings import KafkaSettings, PlatformSettings
-from tests.unit.fakes import event, in_loop, settle, stream_acks
+from tests.unit.fakes import deliver_all, event, in_loop, settle, stream_acks
 
 ONE = Replication(1, 1)  # no broker to ask
 
@@ -82,3 +85,28 @@ async def test_one_record_a_batch_handler_chokes_on_is_dead_lettered_alone(parts
         fut.set_result("meta")
     await settle()
     assert sorted(consumer.acked) == [0, 1, 2, 3, 4], "every record went somewhere"
+
+
+@in_loop
+async def test_a_batch_cut_short_by_a_stop_stays_unacknowledged(parts: Any) -> None:
+    # the stream acknowledges what it handed over as its loop exits, cancelled or not: a
+    # batch being indexed at a SIGTERM was committed without its outputs, and lost
+    consumer, out, dlq, errors, deliveries = parts
+    events = [event(consumer, i) for i in range(3)]
+    started = asyncio.Event()
+
+    async def handler(batch: list[Any]) -> None:
+        await deliveries.send(batch[0], out, b"k", b"done before the stop")
+        started.set()
+        await asyncio.Event().wait()  # indexing when the worker stops
+
+    task = asyncio.ensure_future(handle_isolating(events, handler, deliveries, "svc"))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for ev in events:
+        stream_acks(ev)
+    deliver_all(out)
+    await settle()
+    assert consumer.acked == [] and dlq.sent == []
