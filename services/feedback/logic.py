@@ -163,7 +163,7 @@ def sampled(trace_id: str, rate: float) -> bool:
 
 def scorable(trace: InferenceTrace) -> str | None:
     """None when a trace is scored; else why not."""
-    if trace.endpoint != "query":
+    if not trace.answered:
         return f"a {trace.endpoint} trace has no answer to score"
     if trace.status != "ok":
         return f"the trace's status is {trace.status}"

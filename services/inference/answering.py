@@ -18,7 +18,7 @@ from typing import Any
 
 from services.inference.auth import ApiKey
 from services.inference.llm import LLM, LLMFailed, LLMUnavailable, Prompted, Sampling
-from services.inference.logic import citations, collapse, dedupe, pack, retrieved
+from services.inference.logic import carried, citations, collapse, dedupe, pack, retrieved
 from services.inference.prompts import Prompt, check_split, choose, parse_split
 from services.inference.schemas import (
     Citation,
@@ -138,6 +138,19 @@ CANDIDATES_PER_RESULT = 3
 
 # The answer when no passage scores over INFERENCE_SCORE_THRESHOLD; the model is not asked.
 NO_ANSWER = "I do not know: no document I may read answers this."
+
+
+@dataclass(frozen=True)
+class ChatTerms:
+    """What a chat completion brings beside its question: the conversation's earlier turns
+    as (role, text), the caller's sampling and stop sequences, the trace's endpoint and the
+    caller's end-user id."""
+
+    earlier: tuple[tuple[str, str], ...] = ()
+    sampling: Sampling | None = None
+    stop: tuple[str, ...] = ()
+    endpoint: str = "query"
+    user: str | None = None
 
 
 @dataclass
@@ -261,8 +274,12 @@ class Answering:
             chunks=retrieved(hits),
         )
 
-    async def prepare(self, req: QueryRequest, key: ApiKey) -> Generation:
+    async def prepare(
+        self, req: QueryRequest, key: ApiKey, chat: ChatTerms | None = None
+    ) -> Generation:
         """Retrieve and pack the context; the returned generation has not started yet.
+        ``chat`` (the OpenAI-compatible route) brings earlier turns, sampling and stop
+        sequences of the caller's own.
 
         Raises QuestionTooLong, ModelNotLoaded, PromptNotFound (a name or version that does
         not exist), or Overloaded (traced as refused). The generation holds a queue slot until
@@ -271,6 +288,8 @@ class Answering:
         if self.llm is None:
             raise ModelNotLoaded("the language model is not loaded")
         llm, s = self.llm, self.settings
+        chat = chat or ChatTerms()
+        sampling = chat.sampling or Sampling.from_settings(s)
         prompt = choose(self.prompts, req.prompt, s.prompt, self.split, key.id, llm.mode)
         trace_id, t0, timings = (
             self.trace_ids.new(key.tenant),
@@ -280,17 +299,21 @@ class Answering:
         hits = dedupe(await self._search(req, key, timings))
         room = (
             llm.context_window
-            - s.max_new_tokens
+            - sampling.max_tokens
             - llm.count_tokens(prompt.render("", req.question))
             - 16
         )
         # Only what answers the question: every passage token is evaluated before the first
         # answer token, so the budget is what sets the time to first token.
-        budget = min(room, s.context_tokens) if s.context_tokens else room
-        context, used = pack(hits, max(budget, 0), llm.count_tokens)
+        budget = max(min(room, s.context_tokens) if s.context_tokens else room, 0)
+        # earlier turns of a conversation: the newest first, in up to half of it
+        earlier = carried(chat.earlier, budget // 2, llm.count_tokens)
+        spent = llm.count_tokens(earlier) if earlier else 0
+        context, used = pack(hits, budget - spent, llm.count_tokens)
         if prompt.closed_book:  # the model sees no passage: none is cited or traced
             context, used = "", []
-        text = prompt.render(context or "(no matching documents)", req.question)
+        context = context or "(no matching documents)"
+        text = prompt.render(f"{context}\n\n{earlier}" if earlier else context, req.question)
         generation = Generation(
             self,
             key,
@@ -303,6 +326,10 @@ class Answering:
             text,
             used,
             include_context=req.include_context,
+            sampling=sampling,
+            stop_at=chat.stop,
+            endpoint=chat.endpoint,
+            user=chat.user,
         )
         try:
             self.queue.admit()
@@ -327,6 +354,10 @@ class Generation:
     text: str
     used: list[Hit]
     include_context: bool = False
+    sampling: Sampling | None = None  # None: the settings'
+    stop_at: tuple[str, ...] = ()  # the caller's own stop sequences
+    endpoint: str = "query"
+    user: str | None = None
     answer: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     _released: bool = False
@@ -357,7 +388,7 @@ class Generation:
             self.trace_id,
             self.key,
             self.question,
-            "query",
+            self.endpoint,
             timings_ms=self.timings,
             retrieved=traced(self.used),
             # what the model was given, so the answer can be scored without the store
@@ -367,6 +398,7 @@ class Generation:
             llm_mode=self.prompt.mode,
             model=self.llm.name,
             prompt_tokens=self.prompt_tokens,
+            user=self.user,
             **kw,
         )
 
@@ -391,8 +423,8 @@ class Generation:
             shown = StreamRedactor(self.owner.redactor) if s.redact_answers else None
             async for piece in generate(
                 self.llm,
-                Prompted(self.text, self.prompt.mode, self.prompt.stop),
-                Sampling.from_settings(s),
+                Prompted(self.text, self.prompt.mode, self.stop_at + self.prompt.stop),
+                self.sampling or Sampling.from_settings(s),
                 self.stop,
                 s.llm_timeout_s,
                 self.timings,

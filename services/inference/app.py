@@ -17,6 +17,8 @@ from services.inference.auth import RateLimiter, load_keys
 from services.inference.deps import Runtime, identify
 from services.inference.llm import LLM
 from services.inference.middleware import BodyLimit
+from services.inference.openai import refusal as openai_refusal
+from services.inference.openai import router as openai_router
 from services.inference.prompts import load_prompts
 from services.inference.routes import router
 from services.inference.schemas import ErrorBody, FieldError
@@ -51,8 +53,10 @@ def create_app(rt: Runtime) -> FastAPI:
         BodyLimit,
         limit=rt.answering.settings.max_body_bytes,
         check_caller=functools.partial(identify, rt.keys),
+        refusal=openai_refusal,
     )
     app.include_router(router)
+    app.include_router(openai_router)
     return app
 
 

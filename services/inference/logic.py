@@ -74,6 +74,27 @@ def pack(
     return "\n".join(parts), used
 
 
+EARLIER = "Earlier in this conversation:"
+ROLES = {"user": "User", "assistant": "Assistant", "system": "Instructions"}
+
+
+def carried(
+    turns: Sequence[tuple[str, str]], budget_tokens: int, count: Callable[[str], int]
+) -> str:
+    """The earlier turns of a conversation that fit ``budget_tokens``, newest first kept,
+    shown oldest first ("" when none fits): what a follow-up question needs to be read."""
+    kept: list[str] = []
+    spent = count(EARLIER)
+    for role, text in reversed(turns):
+        line = f"{ROLES.get(role, role.title())}: {' '.join(text.split())}"
+        cost = count(line)
+        if spent + cost > budget_tokens:
+            break
+        kept.append(line)
+        spent += cost
+    return "\n".join([EARLIER, *reversed(kept)]) if kept else ""
+
+
 def _cited(n: int, h: Hit, snippet_chars: int) -> dict[str, object]:
     return {
         "n": n,

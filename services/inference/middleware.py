@@ -12,6 +12,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 WITH_BODY = {"POST", "PUT", "PATCH"}
 
 
+def platform_refusal(path: str, exc: HTTPException) -> JSONResponse:
+    """The platform's own error body."""
+    return JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
+
+
 class BodyLimit:
     """For requests with a body: 401 for a caller without a known key before the body is read
     (``check_caller``), then 413 for a body over ``limit`` bytes, by Content-Length up front,
@@ -25,8 +30,12 @@ class BodyLimit:
         app: ASGIApp,
         limit: int,
         check_caller: Callable[[Mapping[str, str]], object] | None = None,
+        refusal: Callable[[str, HTTPException], JSONResponse] | None = None,
     ) -> None:
         self.app, self.limit, self.check_caller = app, limit, check_caller
+        # the response to a refusal, by the request's path (the OpenAI-compatible routes
+        # answer in OpenAI's shape)
+        self.refusal = refusal or platform_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in WITH_BODY:
@@ -36,9 +45,8 @@ class BodyLimit:
             try:
                 self.check_caller(headers)
             except HTTPException as exc:
-                refused = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
-                return await refused(scope, receive, send)
-        too_large = JSONResponse({"detail": f"body over {self.limit} bytes"}, 413)
+                return await self.refusal(scope["path"], exc)(scope, receive, send)
+        too_large = self.refusal(scope["path"], HTTPException(413, f"body over {self.limit} bytes"))
         length = headers.get("content-length", "")
         if length.isdigit():
             # the server holds the body to its declared length

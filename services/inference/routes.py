@@ -172,7 +172,7 @@ async def query_route(
     if req.stream:
         return GenerationStream(gen)
     try:
-        if not await _generate_while_connected(request, gen):
+        if not await generate_while_connected(request, gen):
             return Response(status_code=499)  # nobody is listening any more
         return gen.finish()
     except GenerationFailed as exc:
@@ -236,7 +236,7 @@ def feedback_event(req: FeedbackRequest, key: ApiKey, answering: Answering) -> F
     )
 
 
-async def _generate_while_connected(request: Request, gen: Generation) -> bool:
+async def generate_while_connected(request: Request, gen: Generation) -> bool:
     """Generate the whole answer; False (generation stopped) if the caller disconnects."""
 
     async def drain() -> None:
@@ -259,12 +259,13 @@ async def _generate_while_connected(request: Request, gen: Generation) -> bool:
 
 
 class GenerationStream(StreamingResponse):
-    """The answer as Server-Sent Events. However the response ends (done, failed, or the
-    caller gone before or during the stream), the generation is traced and its slot freed."""
+    """The answer as Server-Sent Events (``events``: the platform's own by default). However
+    the response ends (done, failed, or the caller gone before or during the stream), the
+    generation is traced and its slot freed."""
 
-    def __init__(self, gen: Generation) -> None:
+    def __init__(self, gen: Generation, events: AsyncIterator[bytes] | None = None) -> None:
         super().__init__(
-            _events(gen),
+            _events(gen) if events is None else events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Trace-Id": gen.trace_id},
         )

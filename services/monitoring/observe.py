@@ -69,7 +69,7 @@ def trace(t: InferenceTrace, threshold: float) -> list[Observation]:
     for stage in STAGES:
         if stage in t.timings_ms:
             out.append(_o("inference_latency_ms", D, {**base, "stage": stage}, t.timings_ms[stage]))
-    if t.endpoint == "query" and t.status == "ok":
+    if t.answered and t.status == "ok":
         out.append(_o("inference_prompt_tokens", D, gen, t.prompt_tokens))
         out.append(_o("inference_completion_tokens", D, gen, t.completion_tokens))
     if t.status == "ok":
@@ -150,7 +150,7 @@ def observe(base_name: str, raw: bytes, retrieval_threshold: float) -> Observed:
     model, read = READERS[base_name]
     event = model.from_bytes(raw)
     seen = read(event, retrieval_threshold)
-    if isinstance(event, InferenceTrace) and event.status == "ok" and event.endpoint == "query":
+    if isinstance(event, InferenceTrace) and event.status == "ok" and event.answered:
         top = max((c.score for c in event.retrieved), default=None)
         return Observed(event.event_time, seen, (event.trace_id, event.question), top)
     return Observed(event.event_time, seen)

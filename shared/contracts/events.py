@@ -368,17 +368,21 @@ class RetrievedChunk(BaseModel):
     )
 
 
+# The endpoints whose traces hold an answer (the same answering path behind both).
+ANSWERING_ENDPOINTS = ("query", "chat.completions")
+
+
 class InferenceTrace(Event):
     """Everything about one answered (or failed) request. Topic ``inference.completed``.
 
-    Version 2 added ``context`` (what the model was given) and ``groups``; version 1 traces
-    still read, with both empty.
+    Version 2 added ``context`` (what the model was given) and ``groups``; version 3 the
+    caller's ``user``. Versions 1 and 2 still read, with those empty.
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 2
-    ALSO_READS: ClassVar[frozenset[int]] = frozenset({1})
+    SCHEMA_VERSION: ClassVar[int] = 3
+    ALSO_READS: ClassVar[frozenset[int]] = frozenset({1, 2})
 
-    schema_version: int = Field(default=2, description="Version of this event's schema.")
+    schema_version: int = Field(default=3, description="Version of this event's schema.")
     trace_id: TraceId = Field(description="Id returned to the caller; the Kafka key.")
     tenant: Tenant
     api_key_id: str = Field(description="Which key asked (its id, never the key).")
@@ -401,7 +405,15 @@ class InferenceTrace(Event):
         "and generation stopped); refused (the generation queue was full)."
     )
     error: str | None = None
-    endpoint: str = Field(default="query", description="query or retrieve.")
+    endpoint: str = Field(
+        default="query",
+        description="query, chat.completions (the OpenAI-compatible route) or retrieve.",
+    )
+    user: str | None = Field(
+        default=None,
+        description="The caller's own id of its end user (OpenAI's `user`), when it gave one; "
+        "never personal data (refused with 400).",
+    )
     context: list[str] = Field(
         default_factory=list,
         description="The passages the model was given, in order: context[i] is what the answer "
@@ -415,6 +427,12 @@ class InferenceTrace(Event):
     def key(self) -> str:
         """Kafka key: ``trace_id``."""
         return self.trace_id
+
+    @property
+    def answered(self) -> bool:
+        """A request that asked the model (``/v1/query`` or ``/v1/chat/completions``), not
+        retrieval alone."""
+        return self.endpoint in ANSWERING_ENDPOINTS
 
 
 class FeedbackSource(StrEnum):

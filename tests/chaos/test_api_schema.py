@@ -86,6 +86,9 @@ POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.Generati
         ("/v1/query", NEGATIVE),
         ("/v1/retrieve", POSITIVE),
         ("/v1/retrieve", NEGATIVE),
+        ("/v1/chat/completions", POSITIVE),
+        ("/v1/chat/completions", NEGATIVE),
+        ("/v1/models", POSITIVE),
         ("/healthz", POSITIVE),  # no input to break
         ("/readyz", POSITIVE),
     ],

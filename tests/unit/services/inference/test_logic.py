@@ -3,7 +3,15 @@ by document, context packing by tokens."""
 
 from __future__ import annotations
 
-from services.inference.logic import citations, collapse, dedupe, near_duplicate, pack, shingles
+from services.inference.logic import (
+    carried,
+    citations,
+    collapse,
+    dedupe,
+    near_duplicate,
+    pack,
+    shingles,
+)
 from shared.store.retrieval import Hit
 
 
@@ -71,3 +79,16 @@ def test_pack_respects_the_token_budget() -> None:
     assert [h.doc_id for h in used] == ["a", "c"]
     assert count(context) <= 100 and "[2] C" in context
     assert [c.n for c in citations(used)] == [1, 2]
+
+
+def test_earlier_turns_are_carried_newest_first_within_the_budget() -> None:
+    words = lambda text: len(text.split())  # noqa: E731 - a tokenizer by words
+    turns = [("user", "first  question"), ("assistant", "first answer"), ("user", "second q")]
+    assert carried(turns, 100, words) == (
+        "Earlier in this conversation:\nUser: first question\nAssistant: first answer\n"
+        "User: second q"
+    )
+    # room for the header and the last turn only: the oldest go first
+    assert carried(turns, 4 + 3, words) == "Earlier in this conversation:\nUser: second q"
+    assert carried(turns, 6, words) == "", "no turn fits: nothing, not a bare header"
+    assert carried([("system", "Be brief.")], 100, words).endswith("Instructions: Be brief.")

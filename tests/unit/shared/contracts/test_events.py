@@ -30,19 +30,22 @@ def test_a_metric_is_a_value_or_a_reason_never_both_never_nan() -> None:
         Metric(value=float("nan"))
 
 
-def test_a_version_1_trace_still_reads_and_a_version_3_does_not() -> None:
-
+def test_traces_of_versions_1_and_2_still_read_and_a_version_4_does_not() -> None:
     new = InferenceTrace(
         trace_id="t" * 32, tenant="a", api_key_id="k", question="q", status="ok", context=["c"]
     )
-    assert new.schema_version == 2
-    old = json.loads(new.to_bytes())
+    assert new.schema_version == 3
+    v2 = json.loads(new.to_bytes())
+    del v2["user"]
+    v2["schema_version"] = 2
+    assert InferenceTrace.model_validate(v2).user is None
+    old = dict(v2)
     del old["context"], old["groups"]
     old["schema_version"] = 1
     read = InferenceTrace.model_validate(old)
     assert read.schema_version == 1 and read.context == [] and read.groups == []
-    with pytest.raises(ValidationError, match="unsupported schema_version 3"):
-        InferenceTrace.model_validate({**old, "schema_version": 3})
+    with pytest.raises(ValidationError, match="unsupported schema_version 4"):
+        InferenceTrace.model_validate({**old, "schema_version": 4})
 
 
 @pytest.mark.parametrize(
