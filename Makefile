@@ -105,6 +105,21 @@ $(HELM):
 		helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	mv $(LLMOPS_CACHE)/go/helm-bin/helm $(HELM)
 
+# The official AsyncAPI parser (npm, pinned by its lock), which the tests run on the document
+# `llmops schemas export` writes; installed once per lock into the cache.
+ASYNCAPI_LOCK := $(shell sha256sum infra/asyncapi/package-lock.json | cut -c1-12)
+ASYNCAPI := $(LLMOPS_CACHE)/npm/asyncapi-$(ASYNCAPI_LOCK)
+export LLMOPS_ASYNCAPI := $(ASYNCAPI)
+
+$(ASYNCAPI)/.complete:
+	@command -v npm >/dev/null || { echo "the AsyncAPI test needs Node.js and npm" \
+		"(https://nodejs.org) to install the parser once" >&2; exit 1; }
+	@echo "==> installing @asyncapi/parser (infra/asyncapi/package-lock.json) once into $(ASYNCAPI)"
+	rm -rf $(ASYNCAPI) && mkdir -p $(ASYNCAPI)
+	cp infra/asyncapi/package.json infra/asyncapi/package-lock.json $(ASYNCAPI)/
+	npm ci --prefix $(ASYNCAPI) --no-audit --no-fund --silent
+	touch $@
+
 # What `make run` needs from Debian: Tesseract, to read the sample PDF's scanned page.
 RUN_TOOLS := /usr/bin/tesseract /usr/share/tesseract-ocr/5/tessdata/eng.traineddata
 RUN_PACKAGES := tesseract-ocr tesseract-ocr-eng
@@ -141,13 +156,13 @@ install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project
 run: install run-tools ## Start the broker and every service (llmops dev), index the sample corpus, serve the API
 	$(BIN)/llmops dev README.md docs
 
-test: install test-tools $(WEED) $(HELM) ## Run every test: unit, then integration and e2e on a real broker started for them
+test: install test-tools $(WEED) $(HELM) $(ASYNCAPI)/.complete ## Run every test: unit, then integration and e2e on a real broker started for them
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not load_sensitive and not open_defect" tests
 
 chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed broker and services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m chaos tests
 
-test-unit: install ## Run only the unit tests (no broker)
+test-unit: install $(ASYNCAPI)/.complete ## Run only the unit tests (no broker)
 	$(BIN)/python -m pytest -q tests/unit
 
 test-integration: install $(WEED) $(HELM) ## Run only the integration tests (real broker)

@@ -270,14 +270,20 @@ def topics_list() -> None:
 
 @platform.group()
 def schemas() -> None:
-    """Event contracts as JSON Schema."""
+    """Event contracts: JSON Schemas and the AsyncAPI document of every topic."""
 
 
 @schemas.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def schemas_export(directory: Path) -> None:
-    """Write one JSON Schema file per event model into DIRECTORY."""
+    """Write one JSON Schema file per event model into DIRECTORY, and asyncapi.json: every
+    topic as an AsyncAPI 3 channel (key, partitions, cleanup, retention, message schema,
+    who sends and who receives it)."""
+    from importlib.metadata import version
+
+    from shared.contracts.asyncapi import export_asyncapi
     from shared.contracts.schemas import export_schemas
 
     for path in export_schemas(directory):
         click.echo(str(path))
+    click.echo(str(export_asyncapi(directory, version("llmops"))))

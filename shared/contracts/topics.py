@@ -40,6 +40,10 @@ class Topic:
     cleanup_policy: str = "delete"
     retention_ms: int = 7 * DAY_MS
     extra_config: dict[str, str] = field(default_factory=dict)
+    # who writes and who reads it: services by name, and the platform's edges (upstream
+    # systems, `llmops` commands, on-call tools); the AsyncAPI document says it
+    senders: tuple[str, ...] = ()
+    receivers: tuple[str, ...] = ()
 
     def name(self, prefix: str = "") -> str:
         """Physical topic name under a prefix."""
@@ -62,6 +66,8 @@ INGEST_DOCUMENTS = Topic(
     value_model=DocumentEvent,
     key="tenant/doc_id",
     description="Document upserts and deletes from upstream systems.",
+    senders=("upstream systems", "llmops sync", "llmops ingest"),
+    receivers=("ingestion", "monitoring"),
 )
 DOCS_CHUNKS = Topic(
     base_name="docs.chunks",
@@ -73,6 +79,8 @@ DOCS_CHUNKS = Topic(
     cleanup_policy="compact",
     retention_ms=-1,
     extra_config={"min.compaction.lag.ms": str(60 * 60 * 1000)},
+    senders=("ingestion",),
+    receivers=("embedding", "monitoring", "llmops reindex"),
 )
 INGEST_DLQ = Topic(
     base_name="ingest.dlq",
@@ -81,6 +89,8 @@ INGEST_DLQ = Topic(
     key="original key",
     description="Document events ingestion could not process, with the reason and offset.",
     retention_ms=30 * DAY_MS,
+    senders=("ingestion",),
+    receivers=("monitoring", "operators"),
 )
 INGEST_SYNC = Topic(
     base_name="ingest.sync",
@@ -91,6 +101,8 @@ INGEST_SYNC = Topic(
     "tombstone once deleted). Compacted: any machine can resume a source's sync from it.",
     cleanup_policy="compact",
     retention_ms=-1,
+    senders=("llmops sync",),
+    receivers=("llmops sync",),
 )
 
 DOCS_INDEXED = Topic(
@@ -100,6 +112,8 @@ DOCS_INDEXED = Topic(
     key="tenant/doc_id",
     description="One record per document version written to (or removed from) the vector "
     "store, with the times that measure freshness.",
+    senders=("embedding",),
+    receivers=("monitoring",),
 )
 EMBEDDING_DLQ = Topic(
     base_name="embedding.dlq",
@@ -108,6 +122,8 @@ EMBEDDING_DLQ = Topic(
     key="original key",
     description="Chunk batches the embedding service can never index, with the reason.",
     retention_ms=30 * DAY_MS,
+    senders=("embedding",),
+    receivers=("monitoring", "operators"),
 )
 
 INFERENCE_COMPLETED = Topic(
@@ -118,6 +134,8 @@ INFERENCE_COMPLETED = Topic(
     description="A trace of every inference request: question, chunks, prompt, answer, "
     "tokens, timings, status.",
     retention_ms=14 * DAY_MS,
+    senders=("inference",),
+    receivers=("feedback", "monitoring"),
 )
 
 FEEDBACK_EVENTS = Topic(
@@ -128,6 +146,8 @@ FEEDBACK_EVENTS = Topic(
     description="Feedback on answers (thumbs, scores, labels, corrections), from the API, "
     "apps and people.",
     retention_ms=30 * DAY_MS,
+    senders=("inference", "apps"),
+    receivers=("feedback", "monitoring"),
 )
 FEEDBACK_DLQ = Topic(
     base_name="feedback.dlq",
@@ -137,6 +157,8 @@ FEEDBACK_DLQ = Topic(
     description="Feedback that cannot join its trace (none came in time, another tenant's) "
     "and records the feedback service cannot read, with the reason.",
     retention_ms=30 * DAY_MS,
+    senders=("feedback",),
+    receivers=("monitoring", "operators"),
 )
 EVAL_RESULTS = Topic(
     base_name="eval.results",
@@ -146,6 +168,8 @@ EVAL_RESULTS = Topic(
     description="Online evaluation of each answer, with the feedback joined so far; the "
     "latest record of a trace is its state.",
     retention_ms=30 * DAY_MS,
+    senders=("feedback",),
+    receivers=("monitoring", "llmops eval"),
 )
 EVAL_CASES = Topic(
     base_name="eval.cases",
@@ -156,6 +180,8 @@ EVAL_CASES = Topic(
     "version of every case is kept; a deleted case is a tombstone.",
     cleanup_policy="compact",
     retention_ms=-1,
+    senders=("feedback",),
+    receivers=("llmops eval",),
 )
 MONITORING_METRICS = Topic(
     base_name="monitoring.metrics",
@@ -165,6 +191,8 @@ MONITORING_METRICS = Topic(
     description="Windowed metrics of every topic above, one record per series and closed "
     "event-time window.",
     retention_ms=30 * DAY_MS,
+    senders=("monitoring",),
+    receivers=("on-call tools",),
 )
 MONITORING_ALERTS = Topic(
     base_name="monitoring.alerts",
@@ -174,6 +202,8 @@ MONITORING_ALERTS = Topic(
     description="Alert transitions (firing, resolved, and repeats of long-firing alerts) as "
     "the alert rules decide them at each window's close.",
     retention_ms=90 * DAY_MS,
+    senders=("monitoring",),
+    receivers=("on-call tools",),
 )
 MONITORING_DLQ = Topic(
     base_name="monitoring.dlq",
@@ -182,6 +212,8 @@ MONITORING_DLQ = Topic(
     key="original key",
     description="Records the monitoring service cannot read, with the reason and offset.",
     retention_ms=30 * DAY_MS,
+    senders=("monitoring",),
+    receivers=("monitoring", "operators"),
 )
 
 TOPICS: tuple[Topic, ...] = (
