@@ -158,3 +158,24 @@ async def test_a_partition_with_no_offset_yet_is_left_to_the_next_recovery(
     other = TP(TOPIC, 1)
     await c.seek_wait({PART: 12, other: None})
     assert sought == [{PART: 12}]
+
+
+@in_loop
+async def test_the_rest_of_a_batch_fetched_before_a_seek_is_not_handed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # faust handed the rest of such a batch to the streams after its seek back to the
+    # commits, then dropped the records read again from the commit as already read
+    c = consumer(tmp_path)
+    batch = [(PART, taken(c, offset)) for offset in (10, 11, 12)]
+
+    async def fetched(self: Any, timeout: float) -> Any:
+        for i, item in enumerate(batch):
+            if i == 2:
+                self._thread.seeks += 1  # a rebalance's seek, while the batch is handed over
+            yield item
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", fetched)
+    c._thread.seeks = c._batch_seeks = 4
+    handed = [m.offset async for _, m in c.getmany(1.0)]
+    assert handed == [10, 11]
