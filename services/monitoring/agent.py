@@ -75,7 +75,9 @@ def build_app(
 
     @app.on_partitions_assigned.connect
     def reassigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        worker.reassigned()  # before the seek back to the commits (faust's recovery)
+        # before the seek back to the commits (faust's recovery); args: the assigned set
+        (assigned,) = args
+        worker.reassigned((tp.topic, tp.partition) for tp in assigned)
 
     app.timer(settings.close_every_s)(worker.tick)
     app.timer(settings.window_s)(worker.poll)

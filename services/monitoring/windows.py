@@ -1,16 +1,21 @@
 """Tumbling event-time windows with a grace period: pure, no Kafka.
 
 Observations go into the window their event time falls in. A window closes when the
-watermark (the latest event time seen) passes its end plus the grace period; it is then
-turned into one ``MetricPoint`` per series. An observation for a window that has already
-closed is not merged into anything: it is counted as late, in the window it arrived in.
+watermark passes its end plus the grace period; it is then turned into one ``MetricPoint``
+per series. The watermark is the latest event time that every source (a topic's partition)
+with recent records has reached: a replay after a restart reads one partition's backlog
+before another's, and a single latest event time over all of them ran ahead of the slower
+ones by more than the grace (a window of 150 traces closed with 42, the rest "late"). A
+source that sends nothing for ``idle_s`` (wall clock) stops holding it back. An observation
+for a window that has already closed is not merged into anything: it is counted as late, in
+the window it arrived in.
 Quantiles come from DDSketch (mergeable, with a bounded relative error), never from sorted
 lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -116,9 +121,14 @@ class Windows:
     grace_s: float
     # how far ahead of the wall clock a record's event time may be; None: no bound
     max_future_s: float | None = None
+    # how long (wall clock) a source may send nothing and still hold the watermark back
+    idle_s: float | None = None
     watermark: datetime | None = None
     open: dict[datetime, dict[tuple[str, Labels], Aggregate]] = field(default_factory=dict)
     closed_before: datetime | None = None  # every window starting earlier has closed
+    # per source: the latest event time it brought (None: none yet, since it was assigned),
+    # and when (monotonic seconds) it last sent or was assigned
+    marks: dict[Hashable, tuple[datetime | None, float]] = field(default_factory=dict)
 
     def start_of(self, t: datetime) -> datetime:
         """The start of the window ``t`` falls in (windows are aligned to the epoch)."""
@@ -126,14 +136,21 @@ class Windows:
         return datetime.fromtimestamp(ts - ts % self.size_s, UTC)
 
     def add(
-        self, t: datetime, observations: Iterable[Observation], now: datetime | None = None
+        self,
+        t: datetime,
+        observations: Iterable[Observation],
+        now: datetime | None = None,
+        source: Hashable | None = None,
+        seen: float = 0.0,
     ) -> datetime:
         """Count a record's observations at event time ``t``; returns the start of the window
         it counts in. A record whose window has closed is late: it is counted as late in the
         newest open window, and that window's start is returned. A record more than
         ``max_future_s`` ahead of ``now`` (the wall clock) is counted as a future event in
         the window of ``now`` and moves no watermark: one wrong clock must not close every
-        window before its time."""
+        window before its time. ``source`` (a topic's partition) and ``seen`` (monotonic
+        seconds) say where and when the record came: the watermark waits for every source
+        that sent within ``idle_s``; without a source, the latest event time is the mark."""
         if self.max_future_s is not None:
             now = now or datetime.now(UTC)
             if t > now + timedelta(seconds=self.max_future_s):
@@ -143,9 +160,14 @@ class Windows:
                 self._series(arrived, FUTURE, MetricKind.COUNTER, ()).add(1.0)
                 return arrived
         start = self.start_of(t)
-        self.watermark = t if self.watermark is None else max(self.watermark, t)
+        if source is None:
+            self.watermark = t if self.watermark is None else max(self.watermark, t)
+        else:
+            old = self.marks.get(source, (None, seen))[0]
+            self.marks[source] = (t if old is None else max(old, t), seen)
+            self.refresh(seen)
         if self.closed_before is not None and start < self.closed_before:
-            late_at = max(self.start_of(self.watermark), self.closed_before)
+            late_at = max(self.start_of(self.watermark or t), self.closed_before)
             self._series(late_at, LATE, MetricKind.COUNTER, ()).add(1.0)
             return late_at
         for o in observations:
@@ -156,6 +178,27 @@ class Windows:
     def advance(self, t: datetime) -> None:
         """Move the watermark to ``t`` without a record (time passes while nothing comes)."""
         self.watermark = t if self.watermark is None else max(self.watermark, t)
+
+    def expect(self, sources: Iterable[Hashable], now: float) -> None:
+        """Sources (partitions) just assigned: each holds the watermark back, from ``now``,
+        until it sends or stays quiet for ``idle_s`` (a replay may reach it last)."""
+        for source in sources:
+            self.marks.setdefault(source, (None, now))
+
+    def refresh(self, now: float) -> None:
+        """The watermark from the sources' marks at ``now`` (monotonic seconds): the
+        earliest latest event time of the sources that sent within ``idle_s`` (one that has
+        sent nothing yet holds it where it is), or, all of them quiet, the latest of all. It
+        never moves back."""
+        marks = list(self.marks.values())
+        active = [t for t, at in marks if self.idle_s is None or now - at <= self.idle_s]
+        if any(t is None for t in active):
+            return
+        seen = [t for t in active if t is not None] or [t for t, _ in marks if t is not None]
+        if not seen:
+            return
+        mark = min(seen)
+        self.watermark = mark if self.watermark is None else max(self.watermark, mark)
 
     def _series(self, start: datetime, name: str, kind: MetricKind, labels: Labels) -> Aggregate:
         series = self.open.setdefault(start, {})

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -195,7 +195,9 @@ class MonitoringWorker:
         except ValidationError as exc:
             await self.out.dead_letter(event, "monitoring.decode", exc)
             return
-        start = self.windows.add(seen.at, seen.observations)
+        start = self.windows.add(
+            seen.at, seen.observations, source=(msg.topic, msg.partition), seen=self.monotonic()
+        )
         if seen.question is not None and start == self.windows.start_of(seen.at):
             self.drift.add(start, *seen.question, seen.top_score)
         for o in seen.observations:
@@ -210,7 +212,7 @@ class MonitoringWorker:
             self.closing = asyncio.ensure_future(self.close_due_windows())
             self.closing.add_done_callback(_log_failure)
 
-    def reassigned(self) -> None:
+    def reassigned(self, assigned: Iterable[tuple[str, int]] = ()) -> None:
         """Partitions were assigned (a rebalance): faust now reads every partition again from
         its committed offset, so every input held in an open window comes again. The open
         windows start afresh, as after a restart, and count each input once; the copies held
@@ -223,11 +225,14 @@ class MonitoringWorker:
         self.windows = self.no_windows()
         self.held = defaultdict(list)
         self.counted = set()
+        # each partition read holds the watermark back until it sends (or stays quiet)
+        watched = [(topic, part) for topic, part in assigned if topic in self.names]
+        self.windows.expect(watched, self.monotonic())
 
     def no_windows(self) -> Windows:
         """Windows as the settings shape them, none open yet."""
         s = self.settings
-        return Windows(s.window_s, s.grace_s, s.max_future_s)
+        return Windows(s.window_s, s.grace_s, s.max_future_s, idle_s=s.grace_s)
 
     # windows ---------------------------------------------------------------------------
     async def close_due_windows(self) -> None:
@@ -302,6 +307,7 @@ class MonitoringWorker:
         close (with no data) on the wall clock. Replays stay exact while records flow."""
         idle = self.monotonic() - self.last_input
         s = self.settings
+        self.windows.refresh(self.monotonic())  # a source gone quiet holds nothing back
         if self.windows.watermark is not None and idle > s.window_s + s.grace_s:
             self.windows.advance(
                 max(self.windows.watermark, self.now() - timedelta(seconds=s.grace_s))

@@ -265,9 +265,6 @@ def test_late_events_inside_the_grace_count_and_later_ones_are_counted_as_late(
         )
 
     start_service("monitoring", **monitoring_env(tmp_path))
-    # window [10, 20) closes once event time passes 22 (grace 2 s)
-    send(b, p, [one(15, "a"), one(21, "b"), one(19, "in-grace"), one(25, "c"), one(18, "late")])
-    send(b, p, [one(45, "closer")])
 
     def points() -> dict[tuple[str, datetime], int]:
         return {
@@ -277,6 +274,11 @@ def test_late_events_inside_the_grace_count_and_later_ones_are_counted_as_late(
             in ("inference_requests", "monitoring_late_events")
         }
 
+    # window [10, 20) closes once event time passes 22 (grace 2 s), on every partition that
+    # sends (the others stop holding it back after the grace)
+    send(b, p, [one(15, "a"), one(21, "b"), one(19, "in-grace"), one(25, "c")])
+    assert wait_for(lambda: ("inference_requests", at(10)) in points())
+    send(b, p, [one(18, "late"), one(45, "closer")])
     got = wait_for(lambda: ("inference_requests", at(20)) in points() and points())
     assert got[("inference_requests", at(10))] == 2, got  # 15 and 19 (inside the grace)
     assert got[("inference_requests", at(20))] == 2, got  # 21 and 25; 18 merged nowhere

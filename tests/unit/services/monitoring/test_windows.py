@@ -70,3 +70,35 @@ def test_a_far_future_event_moves_no_window_and_closing_skips_empty_ones() -> No
     w.add(far, [], now=far)
     closed = w.close()
     assert [c[0] for c in closed] == [at(60), w.start_of(far - timedelta(seconds=70))]
+
+
+def test_the_watermark_waits_for_every_source_with_recent_records() -> None:
+    # a replay reads one partition's backlog before another's: the fast one must not close
+    # the windows the slow one is still filling (a window of 150 traces closed with 42)
+    w = Windows(size_s=10, grace_s=5, idle_s=30)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    obs = [Observation("n", MetricKind.COUNTER, ())]
+    w.expect([("t", 0), ("t", 1)], now=99.0)  # both assigned, neither read yet
+    for s in range(0, 60, 2):  # partition 0's backlog, a minute of it, read first
+        w.add(t0 + timedelta(seconds=s), obs, source=("t", 0), seen=100.0)
+    assert w.watermark is None and not w.closable(), "partition 1 has sent nothing yet"
+    w.add(t0 + timedelta(seconds=1), obs, source=("t", 1), seen=100.5)
+    assert w.watermark == t0 + timedelta(seconds=1), "held back by partition 1"
+    assert not w.closable()
+    for s in range(3, 60, 2):  # partition 1 catches up
+        w.add(t0 + timedelta(seconds=s), obs, source=("t", 1), seen=101.0)
+    closed = {start: points for start, _, points in w.close()}
+    first = closed[t0]
+    assert [p.count for p in first] == [10], "every record of the first window, none late"
+    assert all(p.name != LATE for points in closed.values() for p in points)
+
+
+def test_a_quiet_source_stops_holding_the_watermark_back() -> None:
+    w = Windows(size_s=10, grace_s=5, idle_s=30)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    obs = [Observation("n", MetricKind.COUNTER, ())]
+    w.add(t0, obs, source=("dlq", 0), seen=0.0)  # one record, then nothing
+    w.add(t0 + timedelta(seconds=40), obs, source=("t", 0), seen=10.0)
+    assert w.watermark == t0
+    w.refresh(31.0)  # the DLQ partition has been quiet for longer than idle_s
+    assert w.watermark == t0 + timedelta(seconds=40) and w.closable()
