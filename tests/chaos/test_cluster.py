@@ -310,7 +310,24 @@ def test_a_rolling_restart_of_every_service_under_traffic_loses_nothing(
             lost = sorted(keys - indexed())
             chunked = {r.key.decode() for r in read_to_end(b, DOCS_CHUNKS.name(prefix))}
             where = {k: "chunked, not indexed" if k in chunked else "not chunked" for k in lost}
-            pytest.fail(f"{len(lost)} of {len(keys)} documents not indexed: {where}\n{logs()}")
+            # where the lost ones are, against how far the services' groups committed
+            at = {
+                r.key.decode(): (r.partition, r.offset)
+                for r in read_to_end(b, INGEST_DOCUMENTS.name(prefix))
+                if r.key.decode() in lost
+            }
+            admin = KafkaAdminClient(bootstrap_servers=b)
+            committed = {
+                g: {
+                    tp.partition: o.offset for tp, o in admin.list_consumer_group_offsets(g).items()
+                }
+                for g in (f"{prefix}llmops-ingestion", f"{prefix}llmops-embedding")
+            }
+            admin.close()
+            pytest.fail(
+                f"{len(lost)} of {len(keys)} documents not indexed: {where} at {at}; "
+                f"committed {committed}\n{logs()}"
+            )
 
         def joined() -> dict[str, EvalResult] | None:
             got: dict[str, EvalResult] = {}
