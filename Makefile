@@ -105,6 +105,24 @@ $(HELM):
 		helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	mv $(LLMOPS_CACHE)/go/helm-bin/helm $(HELM)
 
+# Jaeger v2 (an OpenTelemetry Collector), the OTLP receiver the tests read spans back from:
+# built once from the Go module proxy (in its own module, whose replace directives
+# `go install` refuses).
+JAEGER_VERSION := v1.75.0
+JAEGER := $(LLMOPS_CACHE)/bin/jaeger-$(JAEGER_VERSION)
+export LLMOPS_JAEGER := $(JAEGER)
+
+$(JAEGER):
+	@command -v go >/dev/null || { echo "the OpenTelemetry tests need Go (https://go.dev/dl)" \
+		"to build Jaeger once" >&2; exit 1; }
+	@echo "==> building Jaeger $(JAEGER_VERSION) (the OTLP receiver of the tests) once into" \
+		"$(JAEGER) (several minutes)"
+	mkdir -p $(dir $(JAEGER))
+	dir=$$($(GO_ENV) go mod download -json github.com/jaegertracing/jaeger@$(JAEGER_VERSION) \
+		| sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && cd "$$dir" && \
+		$(GO_ENV) go build -trimpath -o $(JAEGER).tmp ./cmd/jaeger
+	mv $(JAEGER).tmp $(JAEGER)
+
 # The official AsyncAPI parser (npm, pinned by its lock), which the tests run on the document
 # `llmops schemas export` writes; installed once per lock into the cache.
 ASYNCAPI_LOCK := $(shell sha256sum infra/asyncapi/package-lock.json | cut -c1-12)
@@ -156,7 +174,7 @@ install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project
 run: install run-tools ## Start the broker and every service (llmops dev), index the sample corpus, serve the API
 	$(BIN)/llmops dev README.md docs
 
-test: install test-tools $(WEED) $(HELM) $(ASYNCAPI)/.complete ## Run every test: unit, then integration and e2e on a real broker started for them
+test: install test-tools $(WEED) $(HELM) $(JAEGER) $(ASYNCAPI)/.complete ## Run every test: unit, then integration and e2e on a real broker started for them
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not load_sensitive and not open_defect" tests
 
 chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed broker and services
@@ -165,7 +183,7 @@ chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed brok
 test-unit: install $(ASYNCAPI)/.complete ## Run only the unit tests (no broker)
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: install $(WEED) $(HELM) ## Run only the integration tests (real broker)
+test-integration: install $(WEED) $(HELM) $(JAEGER) ## Run only the integration tests (real broker)
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: install ## ruff (lint, format), mypy --strict on shared/ and services/, the import contracts
@@ -174,7 +192,7 @@ lint: install ## ruff (lint, format), mypy --strict on shared/ and services/, th
 	$(BIN)/python -m mypy shared services
 	$(BASE_VENV)/bin/lint-imports
 
-bench: install ## Run the benchmarks in bench/ (they print ratios)
+bench: install $(JAEGER) ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/html_text.py
 	$(BIN)/python bench/embed.py
@@ -186,6 +204,7 @@ bench: install ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/documents.py
 	$(BIN)/python bench/converters.py
 	$(BIN)/python bench/cluster.py
+	$(BIN)/python bench/otel.py
 
 kafka-start: install ## Start the local broker in the background
 	$(BIN)/llmops kafka start

@@ -70,6 +70,13 @@ class PlatformSettings(BaseSettings):
         "for a dead-letter topic only trusted people read) or omitted (read it at its offset).",
     )
 
+    otel_capture_content: bool = Field(
+        default=False,
+        description="Export texts with OpenTelemetry spans (retrieved passages, answers; "
+        "redacted as on Kafka). Off: ids, scores, counts and the redacted question only. "
+        "Export itself is on when OTEL_EXPORTER_OTLP_ENDPOINT is set.",
+    )
+
     def trace_ids(self) -> TraceIds:
         """The trace ids of this platform (the secret, or the one kept in data_dir)."""
         from shared.contracts.trace_ids import TraceIds, trace_secret

@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 
+from services.feedback.otel import Evaluations
 from services.feedback.settings import FeedbackSettings
 from services.feedback.worker import FeedbackJoin, Outputs, Scorer
 from shared.contracts.topics import (
@@ -23,6 +24,7 @@ from shared.contracts.topics import (
 )
 from shared.kafka.faust_app import dead_letters, faust_topic, make_app
 from shared.models.embedder import Embedder
+from shared.otel import tracing
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ def build_app(
     )
     model = embedder or Embedder(settings.model)
     say_which_secret(settings)
+    traced = tracing("feedback", settings.platform.otel_capture_content)
     join = FeedbackJoin(
         settings,
         Scorer(model.encode, settings.support_threshold),
@@ -74,6 +77,7 @@ def build_app(
             tp.partition for tp in app.consumer.assignment() if tp.topic == feedback_topic
         },
         trace_ids=settings.platform.trace_ids(),
+        evaluations=Evaluations(traced) if traced else None,
     )
     # one stream over both: a trace and its feedback land on the same partition number
     source = app.topic(traces_topic, feedback_topic, key_type=bytes, value_type=bytes)

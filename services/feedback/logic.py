@@ -50,6 +50,8 @@ class TraceInfo(BaseModel):
     event_time: datetime
     cited_docs: list[str]
     groups: list[str]
+    # the request's OpenTelemetry span: evaluations are exported under it
+    otel_traceparent: str | None = None
 
 
 class Waiting(BaseModel):
@@ -205,6 +207,7 @@ def info_of(trace: InferenceTrace) -> TraceInfo:
         event_time=trace.event_time,
         cited_docs=cited_docs(trace.answer, [c.doc_id for c in trace.retrieved]),
         groups=trace.groups,
+        otel_traceparent=trace.otel_traceparent,
     )
 
 

@@ -35,6 +35,7 @@ from services.feedback.logic import (
     scorable,
     verify,
 )
+from services.feedback.otel import Evaluations
 from services.feedback.scores import (
     Answered,
     correction_similarity,
@@ -170,10 +171,13 @@ class FeedbackJoin:
         trace_ids: TraceIds,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        evaluations: Evaluations | None = None,
     ) -> None:
         self.settings, self.scorer, self.out, self.outputs = settings, scorer, out, outputs
         self.data, self.traces_topic, self.owned = data, traces_topic, owned
         self.trace_ids, self.clock, self.monotonic = trace_ids, clock, monotonic
+        # OpenTelemetry export of scores and feedback, when it is on
+        self.evaluations = evaluations
         self.redactor = Redactor.named(DETECTORS)
         # the agent and the sweep both change states; each takes its turn whole
         self.lock = asyncio.Lock()
@@ -295,6 +299,7 @@ class FeedbackJoin:
         state = batch.states[tid]
         msg = ev.message
         if isinstance(obj, InferenceTrace):
+            waited = [w.feedback for w in state.waiting] if state is not None else []
             outcome = on_trace(state, obj, msg.partition, metrics.get(tid), now)
         else:
             where = Waiting(
@@ -313,7 +318,35 @@ class FeedbackJoin:
         batch.sources[tid].append(ev)
         if outcome.changed:
             batch.changed.add(tid)
+            if isinstance(obj, InferenceTrace):  # with the feedback that waited for it
+                lettered = {letter.waiting.feedback.event_id for letter in outcome.letters}
+                joined = [f for f in waited if f.event_id not in lettered]
+                self.exported(outcome.state, obj, metrics.get(tid), joined)
+            else:
+                self.exported(outcome.state, obj, None)
         batch.letters += [(letter, ev) for letter in outcome.letters]
+
+    def exported(
+        self,
+        state: State | None,
+        obj: InferenceTrace | FeedbackEvent,
+        metrics: dict[str, Metric] | None,
+        joined: list[FeedbackEvent] | None = None,
+    ) -> None:
+        """A new trace's online scores and the feedback that waited for it, or a new piece
+        of feedback, to OpenTelemetry."""
+        if self.evaluations is None or state is None or state.trace is None:
+            return
+        t = state.trace
+        try:
+            if isinstance(obj, InferenceTrace):
+                self.evaluations.export(obj.trace_id, t.tenant, t.otel_traceparent, metrics)
+            for feedback in [obj] if isinstance(obj, FeedbackEvent) else joined or []:
+                self.evaluations.export(
+                    obj.trace_id, t.tenant, t.otel_traceparent, feedback=feedback
+                )
+        except Exception:  # noqa: BLE001 - export never stops the join
+            log.exception("could not export the evaluation of %s", obj.trace_id)
 
     async def correct(self, states: dict[str, State | None], changed: set[str]) -> None:
         """correction_similarity for traces whose latest correction is new."""

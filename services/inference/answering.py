@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import secrets
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 from services.inference.auth import ApiKey
 from services.inference.llm import LLM, LLMFailed, LLMUnavailable, Prompted, Sampling
 from services.inference.logic import carried, citations, collapse, dedupe, pack, retrieved
+from services.inference.otel import ARRIVAL, RequestSpans
 from services.inference.prompts import Prompt, check_split, choose, parse_split
 from services.inference.schemas import (
     Citation,
@@ -38,6 +40,8 @@ from shared.models.embedder import MODEL_THREAD
 from shared.redact import DETECTORS, Redactor, StreamRedactor
 from shared.store.base import VectorStore
 from shared.store.retrieval import Hit, query_embedder, retrieve
+
+log = logging.getLogger(__name__)
 
 
 class QuestionTooLong(ValueError):
@@ -164,6 +168,7 @@ class Answering:
     prompts: dict[str, dict[str, Prompt]]
     redactor: Redactor = field(default_factory=lambda: Redactor.named(DETECTORS))
     trace_ids: TraceIds = field(default_factory=lambda: TraceIds(secrets.token_bytes(32)))
+    spans: RequestSpans | None = None  # OpenTelemetry export, when it is on
 
     def __post_init__(self) -> None:
         self.split = parse_split(self.settings.prompt_split)
@@ -188,7 +193,10 @@ class Answering:
         await self.publisher.stop()
 
     def _warm_up(self) -> None:
-        query_embedder(self.store, self.store.active()).encode(["warm-up"])
+        embedder = query_embedder(self.store, self.store.active())
+        embedder.encode(["warm-up"])
+        if self.spans is not None:
+            self.spans.embedding_model = embedder.name
 
     def checks(self) -> dict[str, bool]:
         """Readiness of each part (blocking: asks the store)."""
@@ -238,17 +246,22 @@ class Answering:
         is redacted: a model can repeat what the caller typed, or make personal data up."""
         if kw.get("answer"):
             kw["answer"], _ = self.redactor.redact(kw["answer"])
-        self.publisher.submit(
-            InferenceTrace(
-                trace_id=trace_id,
-                tenant=key.tenant,
-                api_key_id=key.id,
-                groups=key.groups,
-                question=self.redactor.redact(question)[0],
-                endpoint=endpoint,
-                **kw,
-            )
+        event = InferenceTrace(
+            trace_id=trace_id,
+            tenant=key.tenant,
+            api_key_id=key.id,
+            groups=key.groups,
+            question=self.redactor.redact(question)[0],
+            endpoint=endpoint,
+            **kw,
         )
+        if self.spans is not None:  # the same trace, as OpenTelemetry spans
+            try:
+                parent = self.spans.export(event, ARRIVAL.get())
+                event = event.model_copy(update={"otel_traceparent": parent})
+            except Exception:  # noqa: BLE001 - export never fails a request
+                log.exception("could not make the OpenTelemetry spans of %s", trace_id)
+        self.publisher.submit(event)
 
     async def retrieve(self, req: RetrieveRequest, key: ApiKey) -> RetrieveResponse:
         """The chunks the key may read, best first, traced."""

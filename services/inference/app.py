@@ -19,12 +19,15 @@ from services.inference.llm import LLM
 from services.inference.middleware import BodyLimit
 from services.inference.openai import refusal as openai_refusal
 from services.inference.openai import router as openai_router
+from services.inference.otel import ArrivalMiddleware, RequestSpans
 from services.inference.prompts import load_prompts
 from services.inference.routes import router
 from services.inference.schemas import ErrorBody, FieldError
 from services.inference.settings import InferenceSettings
 from services.inference.traces import TracePublisher
 from shared.contracts.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
+from shared.models.files import DEFAULT_MODEL
+from shared.otel import tracing
 from shared.store.base import VectorStore
 
 
@@ -39,6 +42,8 @@ def create_app(rt: Runtime) -> FastAPI:
         yield
         await rt.feedback.stop()
         await rt.answering.stop()
+        if rt.answering.spans is not None:  # what is queued goes out, within its timeout
+            rt.answering.spans.tracing.shutdown()
 
     app = FastAPIOffline(
         title="LLMOps inference",
@@ -55,6 +60,8 @@ def create_app(rt: Runtime) -> FastAPI:
         check_caller=functools.partial(identify, rt.keys),
         refusal=openai_refusal,
     )
+    if rt.answering.spans is not None:  # each request's arrival and traceparent
+        app.add_middleware(ArrivalMiddleware)
     app.include_router(router)
     app.include_router(openai_router)
     return app
@@ -97,6 +104,7 @@ def build_runtime(
 ) -> Runtime:
     """Runtime from settings (keys and prompts are read here, once). Feedback goes to
     feedback.events on the traces' cluster unless ``feedback`` says otherwise."""
+    traced = tracing("inference", settings.platform.otel_capture_content)
     answering = Answering(
         settings,
         store,
@@ -104,6 +112,7 @@ def build_runtime(
         publisher,
         load_prompts(settings.prompts_dir),
         trace_ids=settings.platform.trace_ids(),
+        spans=RequestSpans(traced, DEFAULT_MODEL) if traced else None,
     )
     return Runtime(
         answering=answering,

@@ -116,6 +116,12 @@ async def readyz(answering: AnsweringDep) -> JSONResponse:
             "limit": q.concurrency + q.max_queued,
             "refused": q.refused,
         },
+        telemetry=None
+        if answering.spans is None
+        else {
+            "exported": answering.spans.tracing.exporter.exported,
+            "failed": answering.spans.tracing.exporter.failed,
+        },
     )
     return JSONResponse(body.model_dump(), 200 if ok else 503)
 

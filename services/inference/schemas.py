@@ -224,3 +224,8 @@ class Readiness(BaseModel):
         description="The generation queue: in_flight (running or waiting), limit (more are "
         "refused with 503), refused (so far)."
     )
+    telemetry: dict[str, int] | None = Field(
+        default=None,
+        description="OpenTelemetry export, when it is on: spans exported and spans the "
+        "collector did not take (a collector that is down shows here, never in answers).",
+    )

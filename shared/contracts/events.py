@@ -376,7 +376,7 @@ class InferenceTrace(Event):
     """Everything about one answered (or failed) request. Topic ``inference.completed``.
 
     Version 2 added ``context`` (what the model was given) and ``groups``; version 3 the
-    caller's ``user``. Versions 1 and 2 still read, with those empty.
+    caller's ``user`` and ``otel_traceparent``. Versions 1 and 2 still read, with those empty.
     """
 
     SCHEMA_VERSION: ClassVar[int] = 3
@@ -413,6 +413,11 @@ class InferenceTrace(Event):
         default=None,
         description="The caller's own id of its end user (OpenAI's `user`), when it gave one; "
         "never personal data (refused with 400).",
+    )
+    otel_traceparent: str | None = Field(
+        default=None,
+        description="W3C traceparent of the request's OpenTelemetry span, when export is on: "
+        "evaluations of the answer are exported under it.",
     )
     context: list[str] = Field(
         default_factory=list,
