@@ -23,8 +23,9 @@ each lost or repeated records in the rolling-restart chaos test:
   every partition back to its commit, but the rest of a batch fetched before the seek was
   still handed to the streams, and then the records read again from the commit, now below
   faust's read offset, were dropped: a rebalanced monitoring rebuilt a window without them
-  (130 of 160), and the hole was committed. Here a batch fetched before the latest seek stops
-  being handed over; what it held is fetched again from the commit.
+  (130 of 160), and the hole was committed. Here records of a partition fetched before its
+  latest seek are not handed over; they are fetched again from the commit. (A partition with
+  no commit is not sought, so nothing of it is held back.)
 - **Two rebalances in a row crashed a table's recovery** (it sought a partition the second
   one had just assigned, with no offset yet); such a partition is left to the next recovery.
 - **A handing-over of partitions redid what was done.** faust commits on its timer only, and
@@ -72,30 +73,47 @@ def committable_below(acked: list[int], in_hand: Iterable[int]) -> tuple[list[in
 
 
 class Fetched(dict):  # type: ignore[type-arg]
-    """Records of one fetch, with how many seeks the consumer thread had done when it
-    returned them."""
+    """Records of one fetch, stamped with the consumer thread's clock when it returned them."""
 
-    seeks: int = 0
+    stamp: int = 0
 
 
 class ConsumerThread(AIOKafkaConsumerThread):
-    """faust's thread around aiokafka, counting its seeks back to the commits in the order
-    it runs them with its fetches: a batch fetched before a seek is known as such."""
+    """faust's thread around aiokafka, which knows, partition by partition, whether a batch
+    was fetched before the partition's last seek back to its commit: it runs both, in order,
+    and stamps each with one clock."""
 
-    seeks = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = 0
+        self.sought: dict[TP, int] = {}  # when each partition was last sought to its commit
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        return await self.call_thread(self._seek_and_count)  # type: ignore[no-any-return]
+        return await self.call_thread(self._seek_and_stamp)  # type: ignore[no-any-return]
 
-    async def _seek_and_count(self) -> Mapping[TP, int]:
-        offsets = await self._ensure_consumer().seek_to_committed()
-        self.seeks += 1
-        return offsets  # type: ignore[no-any-return]
+    async def _seek_and_stamp(self) -> Mapping[TP, int]:
+        # aiokafka's seek_to_committed, partition by partition, each seek stamped: one
+        # without a commit is not sought (it reads on from where it is)
+        consumer = self._ensure_consumer()
+        committed: dict[TP, int] = {}
+        for tp in consumer.assignment():
+            offset = await consumer.committed(tp)
+            committed[tp] = offset
+            if offset and offset > 0:
+                consumer.seek(tp, offset)
+                self.clock += 1
+                self.sought[tp] = self.clock
+        return committed
 
     async def _fetch_records(self, *args: Any, **kwargs: Any) -> Fetched:
         records = Fetched(await super()._fetch_records(*args, **kwargs))
-        records.seeks = self.seeks  # after the fetch: records returned later are the seek's
+        self.clock += 1
+        records.stamp = self.clock  # a partition sought after this came before its seek
         return records
+
+    def stale(self, tp: TP, stamp: int) -> bool:
+        """Whether records of ``tp`` from the fetch stamped ``stamp`` predate its last seek."""
+        return self.sought.get(tp, 0) > stamp
 
 
 class Consumer(AIOKafkaConsumer):
@@ -104,20 +122,20 @@ class Consumer(AIOKafkaConsumer):
     # records in hand when a revocation stopped the flow: their acknowledgements still count
     finishing: WeakSet[Message] = WeakSet()
     _thread: ConsumerThread
-    _batch_seeks = 0  # the seeks done when the batch being handed over was fetched
+    _batch_stamp = 0  # when the batch being handed over was fetched (the thread's clock)
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
         records = await self._thread.getmany(active_partitions, timeout)
-        self._batch_seeks = getattr(records, "seeks", self._thread.seeks)
+        self._batch_stamp = getattr(records, "stamp", self._thread.clock)
         return records
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         async for tp, message in super().getmany(timeout):
-            if self._thread.seeks != self._batch_seeks:
-                return  # fetched before a seek back to the commits: fetched again from them
+            if self._thread.stale(tp, self._batch_stamp):
+                continue  # fetched before its partition's seek back to the commit: read again
             yield tp, message
 
     def _current(self, message: Message) -> bool:

@@ -161,21 +161,28 @@ async def test_a_partition_with_no_offset_yet_is_left_to_the_next_recovery(
 
 
 @in_loop
-async def test_the_rest_of_a_batch_fetched_before_a_seek_is_not_handed_over(
+async def test_records_fetched_before_their_partitions_seek_are_not_handed_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # faust handed the rest of such a batch to the streams after its seek back to the
     # commits, then dropped the records read again from the commit as already read
     c = consumer(tmp_path)
-    batch = [(PART, taken(c, offset)) for offset in (10, 11, 12)]
+    other = TP(TOPIC, 1)
+    batch = [
+        (PART, taken(c, 10)),
+        (other, taken(c, 20)),
+        (PART, taken(c, 11)),
+        (other, taken(c, 21)),
+    ]
 
     async def fetched(self: Any, timeout: float) -> Any:
         for i, item in enumerate(batch):
-            if i == 2:
-                self._thread.seeks += 1  # a rebalance's seek, while the batch is handed over
+            if i == 2:  # a rebalance's seek of partition 0 (partition 1 has no commit)
+                self._thread.clock += 1
+                self._thread.sought = {PART: self._thread.clock}
             yield item
 
     monkeypatch.setattr(AIOKafkaConsumer, "getmany", fetched)
-    c._thread.seeks = c._batch_seeks = 4
-    handed = [m.offset async for _, m in c.getmany(1.0)]
-    assert handed == [10, 11]
+    c._thread.clock = c._batch_stamp = 4
+    handed = [(tp.partition, m.offset) async for tp, m in c.getmany(1.0)]
+    assert handed == [(0, 10), (1, 20), (1, 21)], "partition 0's rest is read again"
