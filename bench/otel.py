@@ -18,11 +18,8 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -39,32 +36,15 @@ from services.inference.traces import TracePublisher  # noqa: E402
 from services.ingestion.logic import Ingestor  # noqa: E402
 from services.ingestion.settings import IngestionSettings  # noqa: E402
 from shared.contracts.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED  # noqa: E402
-from shared.http import wait_ok  # noqa: E402
 from shared.kafka.admin import create_topics  # noqa: E402
 from shared.kafka.broker import free_port, local_broker  # noqa: E402
 from shared.models.embedder import get_embedder  # noqa: E402
 from shared.settings import PlatformSettings, QdrantSettings  # noqa: E402
 from shared.store.open import open_store  # noqa: E402
+from tests.http_helpers import serving  # noqa: E402
 from tests.jaeger import jaeger  # noqa: E402
 
 SIDES = ("off", "on", "down")
-
-
-@contextlib.contextmanager
-def served(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_ok(f"{url}/healthz", 60)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def main() -> None:
@@ -96,7 +76,7 @@ def main() -> None:
         endpoints = {"on": receiver.otlp_endpoint, "down": f"http://127.0.0.1:{free_port()}"}
         urls: dict[str, str] = {}
         for side in SIDES:
-            env = {"OTEL_BSP_SCHEDULE_DELAY": "200"}
+            env = {}  # the SDK's defaults otherwise (a batch every 5 s), as a user gets them
             if side in endpoints:
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoints[side]
             os.environ.update(env)  # read when the runtime is built
@@ -109,7 +89,7 @@ def main() -> None:
             )
             for name in env:
                 del os.environ[name]
-            urls[side] = stack.enter_context(served(create_app(rt)))
+            urls[side] = stack.enter_context(serving(create_app(rt)))
         clients = {
             side: stack.enter_context(
                 httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)

@@ -76,9 +76,12 @@ class RequestSpans:
     tracing: Tracing
     embedding_model: str
 
+    def __post_init__(self) -> None:
+        self.tracer = self.tracing.tracer("llmops.inference")
+
     def export(self, trace: InferenceTrace, arrival: Arrival | None) -> str:
         """Export ``trace``'s spans; returns the request span's ``traceparent``."""
-        tracer = self.tracing.tracer("llmops.inference")
+        tracer = self.tracer
         t = trace.timings_ms
         total = t.get("total") or sum(t.get(k, 0.0) for k in ("embed", "retrieve", "generate"))
         start = arrival.at_ns if arrival else time.time_ns() - _ns(total)
@@ -111,7 +114,7 @@ class RequestSpans:
         return traceparent_of(root)
 
     def _retrieval(self, trace: InferenceTrace, parent: Context, start: int) -> int:
-        tracer = self.tracing.tracer("llmops.inference")
+        tracer = self.tracer
         t = trace.timings_ms
         end = start + _ns(t.get("embed", 0.0) + t.get("retrieve", 0.0))
         documents: list[dict[str, Any]] = [
@@ -150,7 +153,7 @@ class RequestSpans:
         return end
 
     def _generation(self, trace: InferenceTrace, parent: Context, start: int, end: int) -> None:
-        tracer = self.tracing.tracer("llmops.inference")
+        tracer = self.tracer
         operation = "chat" if trace.llm_mode == "chat" else "text_completion"
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": operation,

@@ -31,11 +31,11 @@ from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
 from shared.contracts.events import DocumentEvent, FeedbackEvent, InferenceTrace
 from shared.contracts.topics import FEEDBACK_EVENTS, INFERENCE_COMPLETED
-from shared.http import wait_ok
 from shared.kafka.admin import create_topics
 from shared.models.embedder import get_embedder
 from shared.settings import PlatformSettings, QdrantSettings
 from shared.store.open import open_store
+from tests.http_helpers import serving
 from tests.kafka_helpers import consume
 
 pytestmark = pytest.mark.integration
@@ -628,24 +628,13 @@ def test_the_answer_the_caller_gets_is_redacted_whole_and_streamed(world: dict[s
 def served(world: dict[str, Any], llm: object, **settings: Any) -> Iterator[tuple[str, str]]:
     """The API on a real uvicorn server (client disconnects need a real socket); yields its
     URL and the traces topic."""
-    import uvicorn
-
     topic = INFERENCE_COMPLETED.name(world["prefix"])
     s = world["settings"].model_copy(update=settings)
     app = create_app(
         build_runtime(s, world["store"], llm, TracePublisher(world["bootstrap"], topic))  # type: ignore[arg-type]
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_ok(f"{url}/healthz", 30)
+    with serving(app) as url:
         yield url, topic
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def traces_of(world: dict[str, Any], topic: str, ids: set[str]) -> dict[str, InferenceTrace]:
