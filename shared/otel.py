@@ -19,7 +19,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span, Tracer, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,5 @@ def parent_of(traceparent: str | None) -> Context | None:
 def traceparent_of(span: Span) -> str:
     """The W3C ``traceparent`` of ``span``."""
     carrier: dict[str, str] = {}
-    W3C.inject(carrier, context=_context_of(span))
+    W3C.inject(carrier, context=set_span_in_context(span))
     return carrier["traceparent"]
-
-
-def _context_of(span: Span) -> Context:
-    from opentelemetry.trace import set_span_in_context
-
-    return set_span_in_context(span)
