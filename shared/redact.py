@@ -28,6 +28,25 @@ class Detector:
     name: str
     pattern: re.Pattern[str]
     confirm: Callable[[re.Match[str]], bool] = lambda m: True
+    # the parts of a candidate that are this kind of datum (a card number inside a longer
+    # run of numbers); by default the whole candidate, if ``confirm`` says so
+    within: Callable[[re.Match[str]], list[tuple[int, int]]] | None = None
+
+    def found(self, text: str) -> list[tuple[int, int]]:
+        """The spans of ``text`` that are this kind of datum. A candidate that proves not to
+        be one is no reason to skip the text it covered: the search resumes one character
+        after its start ("order 7 4111 1111 1111 1111": the rejected "7 4111 ..." must not
+        hide the card)."""
+        spans: list[tuple[int, int]] = []
+        at = 0
+        while (m := self.pattern.search(text, at)) is not None:
+            if self.within is not None:
+                parts = self.within(m)
+            else:
+                parts = [(m.start(), m.end())] if self.confirm(m) else []
+            spans += parts
+            at = m.end() if parts else m.start() + 1
+        return spans
 
     @property
     def placeholder(self) -> str:
@@ -39,9 +58,43 @@ def _digits(s: str) -> str:
     return re.sub(r"\D", "", s)
 
 
-def _card(m: re.Match[str]) -> bool:
-    d = _digits(m.group())
-    return 13 <= len(d) <= 19 and d[0] in "23456" and _luhn.is_valid(d)
+def _is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn.is_valid(digits)
+
+
+def _printed_as_card(lengths: list[int]) -> bool:
+    """Whether digit groups of these lengths are how a card number is printed: ungrouped, in
+    fours (the last group shorter), or 4-6-5 and 4-6-4 (American Express, Diners Club). Any
+    grouping would find a "card" in every tenth stretch of a table of numbers."""
+    return (
+        len(lengths) == 1
+        or lengths in ([4, 6, 5], [4, 6, 4])
+        or (all(n == 4 for n in lengths[:-1]) and 1 <= lengths[-1] <= 4)
+    )
+
+
+def _cards(m: re.Match[str]) -> list[tuple[int, int]]:
+    """The card numbers in a run of digit groups, each a whole number of groups, leftmost
+    and longest first: a run may hold a number before the card ("order 7 4111 1111 1111
+    1111") or after it (an expiry, "4111 1111 1111 1111 12 27"), or two cards."""
+    run = m.group()
+    groups = [(g.start(), g.end()) for g in re.finditer(r"\d+", run)]
+    cards: list[tuple[int, int]] = []
+    i = 0
+    while i < len(groups):
+        digits, longest = "", 0
+        for j in range(i, len(groups)):  # a card has at most 19 digits: a few groups
+            digits += run[groups[j][0] : groups[j][1]]
+            if len(digits) > 19:
+                break
+            if _is_card(digits) and _printed_as_card([b - a for a, b in groups[i : j + 1]]):
+                longest = j + 1
+        if longest:
+            cards.append((m.start() + groups[i][0], m.start() + groups[longest - 1][1]))
+            i = longest
+        else:
+            i += 1
+    return cards
 
 
 def _iban_ok(m: re.Match[str]) -> bool:
@@ -123,7 +176,11 @@ DETECTORS: dict[str, Detector] = {
     for d in (
         Detector(
             "email",
-            re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+            # the top-level domain ends where letters do: an address run into digits
+            # ("jane@example.com4111 1111 ...") is still an address
+            re.compile(
+                r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![^\W\d_])"
+            ),
         ),
         Detector(
             "iban",
@@ -131,13 +188,15 @@ DETECTORS: dict[str, Detector] = {
             re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", re.I),
             _iban_ok,
         ),
-        # grouped by spaces, hyphens, dots or dashes: 4111.1111.1111.1111, 4111–1111–...
+        # grouped by spaces, hyphens, dots or dashes: 4111.1111.1111.1111, 4111–1111–...;
+        # a candidate is a whole run of such groups, in which _cards finds the card numbers
         Detector(
             "card",
             re.compile(
-                rf"(?<![\d{_DASHES}])(?<!\d\.)\d(?:[ .{_DASHES}]?\d){{12,18}}(?![\d{_DASHES}]|\.\d)"
+                rf"(?<![\d{_DASHES}])(?<!\d[ .])\d(?:[ .{_DASHES}]?\d){{12,}}"
+                rf"(?![ .{_DASHES}]?\d|[{_DASHES}])"
             ),
-            _card,
+            within=_cards,
         ),
         Detector(
             "ssn",
@@ -227,11 +286,7 @@ class Redactor:
         masked = folded(text)
         found: list[tuple[int, int, str]] = []
         for det in self.detectors:
-            new = [
-                (m.start(), m.end(), det.name)
-                for m in det.pattern.finditer(masked)
-                if det.confirm(m)
-            ]
+            new = [(start, end, det.name) for start, end in det.found(masked)]
             if new:
                 found += new
                 masked = _masked(masked, new)  # what one detector took, no later one takes
@@ -239,11 +294,17 @@ class Redactor:
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         """Text with personal data replaced, and how many of each kind were found."""
+        return self.replaced(text, self.spans(text))
+
+    def replaced(
+        self, text: str, spans: Iterable[tuple[int, int, str]]
+    ) -> tuple[str, dict[str, int]]:
+        """``text`` with ``spans`` (found in it, in order) replaced by their placeholders."""
         counts: Counter[str] = Counter()
         parts: list[str] = []
         at = 0
         placeholder = {d.name: d.placeholder for d in self.detectors}
-        for start, end, name in self.spans(text):
+        for start, end, name in spans:
             parts += [text[at:start], placeholder[name]]
             counts[name] += 1
             at = end
@@ -258,6 +319,22 @@ class Redactor:
 # The longest personal datum that holds a space (an IBAN printed in groups, a spaced card or
 # phone number), with room: a stream holds back at least this much before letting text go.
 HOLD_BACK_CHARS = 48
+# How much of the text already let go a stream keeps (at least, in whole words) as the context
+# its detectors look back on ("ssn 123456789", "version 1.2.3.4", a run of numbers): the
+# longest look-back is 24.
+CONTEXT_CHARS = 32
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """The last whitespace of ``text`` before ``limit`` that is not between two digits (a run
+    of digit groups is read whole), or -1."""
+    if limit <= 0:  # (a negative end would count from the end)
+        return -1
+    at = limit
+    while (at := max(text.rfind(" ", 0, at), text.rfind("\n", 0, at))) > 0:
+        if not (text[at - 1].isdigit() and text[at + 1 : at + 2].isdigit()):
+            return at
+    return -1
 
 
 @dataclass
@@ -266,31 +343,52 @@ class StreamRedactor:
     go as soon as no detector could still match across it.
 
     Text is let go up to a whitespace at least HOLD_BACK_CHARS before the end of what has
-    arrived, and never inside a match: a datum without spaces (an e-mail address) cannot
-    straddle a whitespace, and one with spaces is shorter than the hold-back, so it is whole
-    before the text around it goes. ``close`` lets the rest go.
+    arrived, never between two digits and never inside a match: a datum without spaces (an
+    e-mail address) cannot straddle a whitespace, and one with spaces is shorter than the
+    hold-back, so it is whole before the text around it goes. Detection reads the last
+    CONTEXT_CHARS or more let go (whole words) before what is held, as in the whole text.
+    ``close`` lets the rest go.
     """
 
     redactor: Redactor
     pending: str = ""
+    before: str = ""  # the end of what was let go, as it arrived
+
+    def _spans(self) -> list[tuple[int, int, str]]:
+        """The matches in what is held, found with the context before it."""
+        shift = len(self.before)
+        return [
+            (start - shift, end - shift, name)
+            for start, end, name in self.redactor.spans(self.before + self.pending)
+            if start >= shift
+        ]
+
+    def _let_go(self, cut: int, spans: list[tuple[int, int, str]]) -> str:
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        self.before += out
+        # keep whole words: a word cut short ("e.comjane@example.com123.GB82 ...") parses
+        # differently from the whole one
+        end = len(self.before) - CONTEXT_CHARS
+        start = max(self.before.rfind(" ", 0, end), self.before.rfind("\n", 0, end))
+        if start > 0:
+            self.before = self.before[start:]
+        # what goes is replaced as found with what follows it: redacting it alone would let
+        # a detector's look-ahead see the end of the text where the whole text has more
+        return self.redactor.replaced(out, (s for s in spans if s[1] <= cut))[0]
 
     def feed(self, piece: str) -> str:
         """What can be let go now, redacted (often empty)."""
         self.pending += piece
-        limit = len(self.pending) - HOLD_BACK_CHARS
-        if limit <= 0:  # (a negative end would count from the end)
-            return ""
-        cut = max(self.pending.rfind(" ", 0, limit), self.pending.rfind("\n", 0, limit))
+        cut = _cut_point(self.pending, len(self.pending) - HOLD_BACK_CHARS)
         if cut <= 0:
             return ""
-        for start, end, _ in self.redactor.spans(self.pending):
+        spans = self._spans()
+        for start, end, _ in spans:
             if start <= cut < end:  # inside a match: let go only what is before it
                 cut = start
                 break
-        out, self.pending = self.pending[:cut], self.pending[cut:]
-        return self.redactor.redact(out)[0]
+        return self._let_go(cut, spans)
 
     def close(self) -> str:
         """The rest, redacted."""
-        out, self.pending = self.pending, ""
-        return self.redactor.redact(out)[0]
+        return self._let_go(len(self.pending), self._spans())
