@@ -24,12 +24,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.contracts.events import Alert, AlertState, MetricPoint
+from shared.yamlfile import DeclaredFileError, items_with_lines, validated
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -134,39 +134,15 @@ class Rule(BaseModel):
         return None if v is None else float(v)
 
 
-class RulesError(ValueError):
+class RulesError(DeclaredFileError):
     """A rules file that cannot be used: names the file, the line and the reason."""
 
 
 def load_rules(path: Path) -> list[Rule]:
     """The rules of a YAML file (``rules:`` then a list); RulesError says where it is wrong."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RulesError(f"{path}: cannot read the rules file: {exc.strerror}") from None
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or exc
-        raise RulesError(f"{path}{where}: not YAML: {problem}") from None
-    if root is None:
-        return []
-    data = yaml.safe_load(text)
-    items = data.get("rules") if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        raise RulesError(f"{path}:{root.start_mark.line + 1}: expected 'rules:' and a list")
-    nodes = next(v for k, v in root.value if k.value == "rules").value
     rules, seen = [], set()
-    for item, node in zip(items, nodes, strict=True):
-        line = node.start_mark.line + 1
-        try:
-            rule = Rule.model_validate(item)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "rule"
-            raise RulesError(f"{path}:{line}: {where}: {first['msg']}") from None
+    for item, line in items_with_lines(path, "rules", RulesError):
+        rule = validated(Rule, item, path, line, RulesError)
         if rule.name in seen:
             raise RulesError(f"{path}:{line}: a second rule named {rule.name}")
         seen.add(rule.name)
