@@ -99,6 +99,19 @@ def _ingestion(p: Process) -> faust.App:
     return build_app(p.settings(ingestion_settings), p.bootstrap)
 
 
+def _check_ingestion(p: Process) -> None:
+    from services.ingestion.cdc import MappingError, load_mapping
+    from services.ingestion.settings import ingestion_settings
+
+    path = p.settings(ingestion_settings).cdc_mapping_file
+    if path is None:
+        return
+    try:
+        load_mapping(path)
+    except MappingError as exc:
+        raise StartError(f"ingestion: {exc}") from exc
+
+
 def _embedding(p: Process) -> faust.App:
     from services.embedding.agent import build_app
     from services.embedding.settings import embedding_settings
@@ -150,6 +163,7 @@ SERVICES: dict[str, Service] = {
             "ingestion",
             "validate, normalise, redact, chunk and hash documents (faust)",
             _ingestion,
+            check=_check_ingestion,
         ),
         Service(
             "embedding",

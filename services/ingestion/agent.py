@@ -7,9 +7,10 @@ from typing import Any
 
 import faust
 
+from services.ingestion.cdc import load_mapping
 from services.ingestion.logic import Ingestor
 from services.ingestion.settings import IngestionSettings
-from services.ingestion.worker import IngestionWorker
+from services.ingestion.worker import CdcWorker, IngestionWorker
 from shared.contracts.topics import DOCS_CHUNKS, INGEST_DLQ, INGEST_DOCUMENTS
 from shared.kafka.faust_app import consume_with_dlq, dead_letters, faust_topic, make_app
 
@@ -67,6 +68,26 @@ def build_app(settings: IngestionSettings, bootstrap: str) -> faust.App:
     @app.agent(faust_topic(app, INGEST_DOCUMENTS, prefix), name="ingest")
     async def ingest(stream: faust.StreamT[Any]) -> None:
         await consume_with_dlq(stream, worker.take, out, "ingestion")
+
+    if settings.cdc_mapping_file is not None:
+        # rows of the mapped tables become document events on ingest.documents
+        mapping = load_mapping(settings.cdc_mapping_file)
+        if bootstrap:
+            from shared.kafka.admin import ensure_source_topics
+
+            ensure_source_topics(
+                bootstrap,
+                mapping.topics,
+                INGEST_DOCUMENTS.partitions,
+                settings.kafka.replication_factor,
+                settings.kafka.min_insync_replicas,
+            )
+        changes = CdcWorker(mapping, out, faust_topic(app, INGEST_DOCUMENTS, prefix), worker.stats)
+        tables = app.topic(*mapping.topics, key_type=bytes, value_type=bytes, internal=False)
+
+        @app.agent(tables, name="cdc")
+        async def cdc(stream: faust.StreamT[Any]) -> None:
+            await consume_with_dlq(stream, changes.take, out, "ingestion")
 
     app.timer(interval=30.0)(worker.report)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -152,6 +153,12 @@ class IngestionSettings(BaseSettings):
         description="Whether private-range addresses (10.0.0.0/8, 192.168.0.0/16, fc00::/7, "
         "...) are redacted as personal data; loopback, link-local, multicast and "
         "documentation addresses never are.",
+    )
+    cdc_mapping_file: Path | None = Field(
+        default=None,
+        description="A YAML file mapping Debezium topics (one table each) to documents: "
+        "the service then reads those topics too (README, From a database). A bad file "
+        "stops the start with its line and reason. Unset: no table is read.",
     )
     redact: list[str] = Field(
         default=["email", "phone", "card", "iban", "ssn", "ip"],

@@ -12,7 +12,9 @@ from typing import Any
 
 from faust.types import EventT, TopicT
 
+from services.ingestion.cdc import CdcMapping
 from services.ingestion.logic import Ingestor, stale
+from shared.contracts.events import record_key
 from shared.kafka.delivery import Deliveries
 
 log = logging.getLogger(__name__)
@@ -69,3 +71,30 @@ class IngestionWorker:
         """Log the counts so far (a timer calls it)."""
         if self.stats:
             log.info("ingestion so far: %s", dict(sorted(self.stats.items())))
+
+
+class CdcWorker:
+    """Turns change records of the mapped Debezium topics into document events on
+    ``documents`` (ingest.documents), where they are ingested as any upstream system's:
+    keyed by document, so a row's changes stay in order. A record that carries no change is
+    acknowledged as it is; one the mapping cannot read raises to the loop (dead-lettered)."""
+
+    def __init__(
+        self,
+        mapping: CdcMapping,
+        out: Deliveries,
+        documents: TopicT,
+        stats: Counter[str] | None = None,
+    ) -> None:
+        self.mapping, self.out, self.documents = mapping, out, documents
+        self.stats = Counter[str]() if stats is None else stats
+
+    async def take(self, event: EventT[Any]) -> None:
+        """One change record."""
+        msg = event.message
+        doc = self.mapping.translate(msg.topic, msg.offset, msg.value)
+        if doc is None:
+            self.stats["cdc.skipped"] += 1
+            return
+        await self.out.send(event, self.documents, record_key(doc), doc.to_bytes())
+        self.stats[f"cdc.{doc.op}"] += 1

@@ -312,6 +312,46 @@ def create_topics(
 
 
 @retried
+def ensure_source_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    factor: int | None = None,
+    min_insync: int | None = None,
+) -> list[str]:
+    """Create the topics of another system's that a service reads (Debezium's, one per
+    table) when they do not exist yet, with the settings' replication; the names created.
+    A consumer subscribed to a topic that does not exist would see it only at its next
+    metadata refresh, minutes after the connector's first record."""
+    admin = _admin(bootstrap)
+    try:
+        replication = Replication.resolve(factor, min_insync, broker_count(admin))
+        missing = sorted(set(names) - set(admin.list_topics()))
+        created: list[str] = []
+        for name in missing:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            partitions,
+                            replication.factor,
+                            topic_configs={"min.insync.replicas": str(replication.min_insync)},
+                        )
+                    ],
+                    raise_errors=True,
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass  # the connector (or another worker) won the race; same outcome
+        if created:
+            admin.wait_for_topics(created, timeout_ms=30000)
+        return created
+    finally:
+        admin.close()
+
+
+@retried
 def check_topics(
     bootstrap: str,
     prefix: str = "",

@@ -3,12 +3,14 @@ messages and a topic settled by hand, no broker."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from services.ingestion.cdc import CdcMapping, TableMapping, Unmappable, Value
 from services.ingestion.validate import IngestError
-from services.ingestion.worker import IngestionWorker
+from services.ingestion.worker import CdcWorker, IngestionWorker
 from shared.contracts.events import ChunkBatch, DocumentEvent
 from shared.kafka.delivery import Deliveries
 from tests.unit.fakes import Consumer, Topic, deliver_all, event, in_loop, settle, stream_acks
@@ -91,3 +93,56 @@ async def test_a_document_in_bytes_is_converted_off_the_loop_and_counted() -> No
     batch = ChunkBatch.from_bytes(value)
     assert [c.page for c in batch.chunks] == [1, 2] and batch.title == "Launch"
     assert w.stats["converted"] == 1 and w.stats["ocr_pages"] == 0
+
+
+def cdc_worker() -> tuple[Consumer, Topic, CdcWorker]:
+    mapping = CdcMapping(
+        {
+            "pg.public.t": TableMapping(
+                topic="pg.public.t", tenant=Value(value="acme"), doc_id=["id"], content="{body}"
+            )
+        }
+    )
+    consumer, documents = Consumer(), Topic("ingest.documents")
+    out = Deliveries(Topic("ingest.dlq"), "ingestion", 1 << 20)  # type: ignore[arg-type]
+    return consumer, documents, CdcWorker(mapping, out, documents)  # type: ignore[arg-type]
+
+
+@in_loop
+async def test_a_row_change_becomes_a_document_event_keyed_by_document() -> None:
+    consumer, documents, w = cdc_worker()
+    row = {"op": "c", "after": {"id": 3, "body": "Hello"}, "source": {"lsn": 77}}
+    ev = event(consumer, 9, json.dumps(row).encode(), topic="pg.public.t", key=b'{"id":3}')
+    await w.take(ev)
+    stream_acks(ev)
+    ((key, value, _),) = documents.sent
+    doc = DocumentEvent.from_bytes(value)
+    assert key == b"acme/3" and (doc.doc_id, doc.version, doc.content) == ("3", 77, "Hello")
+    assert consumer.acked == [], "acknowledged once the document event is on the broker"
+    deliver_all(documents)
+    await settle()
+    assert consumer.acked == [9] and w.stats["cdc.upsert"] == 1
+
+
+@in_loop
+async def test_a_tombstone_is_acknowledged_with_nothing_sent() -> None:
+    consumer, documents, w = cdc_worker()
+    ev = event(consumer, 4, None, topic="pg.public.t")
+    await w.take(ev)
+    stream_acks(ev)
+    await settle()
+    assert documents.sent == [] and consumer.acked == [4] and w.stats["cdc.skipped"] == 1
+
+
+@in_loop
+async def test_an_unmappable_change_raises_to_the_loop_that_dead_letters_it() -> None:
+    consumer, _, w = cdc_worker()
+    with pytest.raises(Unmappable, match="no column 'body'"):
+        await w.take(
+            event(
+                consumer,
+                1,
+                b'{"op": "c", "after": {"id": 1}, "source": {"lsn": 1}}',
+                topic="pg.public.t",
+            )
+        )
