@@ -29,14 +29,15 @@ BIN := $(VENV)/bin
 INSTALLED := .llmops/.installed-$(LOCK_HASH)
 # Tools the tests use from Debian, installed when missing: a real headless Chromium for the
 # page tests, docker-compose (v1) to check the compose file (no Docker engine needed), the
-# real Prometheus and Alertmanager, and Tesseract with its English data for OCR.
+# real Prometheus and Alertmanager, Tesseract with its English data for OCR, and PostgreSQL
+# (the database the change-data-capture tests stream from; its own server, never the system's).
 TEST_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose \
 	/usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin/tesseract \
-	/usr/share/tesseract-ocr/5/tessdata/eng.traineddata
+	/usr/share/tesseract-ocr/5/tessdata/eng.traineddata /usr/bin/pg_ctlcluster /usr/bin/psql
 TEST_PACKAGES := chromium chromium-driver docker-compose prometheus prometheus-alertmanager \
-	tesseract-ocr tesseract-ocr-eng
+	tesseract-ocr tesseract-ocr-eng postgresql
 
-.PHONY: help install run-tools test-tools run test chaos test-unit test-integration lint bench up down kafka-start kafka-stop clean
+.PHONY: help install run-tools test-tools connect-jars run test chaos test-unit test-integration lint bench up down kafka-start kafka-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -171,10 +172,18 @@ install: $(INSTALLED) ## Install what is missing (cached virtualenv, the project
 	@$(BIN)/python -c "from shared.kafka.broker import broker_classpath; from shared.settings import PlatformSettings as P; broker_classpath(P().cache_dir)"
 	@$(BIN)/llmops models fetch >/dev/null
 
+# Kafka Connect at the broker's version and the Debezium PostgreSQL connector, from Maven
+# Central into ~/.m2 and the cache folder (infra/kafka/connect/*.xml), once.
+connect-jars: install
+	@$(BIN)/python -c "from shared.kafka.connect import connect_classpath, plugin_path, jars_present; \
+		from shared.settings import PlatformSettings as P; c = P().cache_dir; \
+		jars_present(c) or print('==> fetching Kafka Connect and the Debezium PostgreSQL connector with Maven'); \
+		connect_classpath(c); plugin_path(c)"
+
 run: install run-tools ## Start the broker and every service (llmops dev), index the sample corpus, serve the API
 	$(BIN)/llmops dev README.md docs
 
-test: install test-tools $(WEED) $(HELM) $(JAEGER) $(ASYNCAPI)/.complete ## Run every test: unit, then integration and e2e on a real broker started for them
+test: install test-tools connect-jars $(WEED) $(HELM) $(JAEGER) $(ASYNCAPI)/.complete ## Run every test: unit, then integration and e2e on a real broker started for them
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not load_sensitive and not open_defect" tests
 
 chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed broker and services
@@ -192,7 +201,7 @@ lint: install ## ruff (lint, format), mypy --strict on shared/ and services/, th
 	$(BIN)/python -m mypy shared services
 	$(BASE_VENV)/bin/lint-imports
 
-bench: install $(JAEGER) ## Run the benchmarks in bench/ (they print ratios)
+bench: install test-tools connect-jars $(JAEGER) ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/html_text.py
 	$(BIN)/python bench/embed.py
@@ -205,6 +214,7 @@ bench: install $(JAEGER) ## Run the benchmarks in bench/ (they print ratios)
 	$(BIN)/python bench/converters.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/otel.py
+	$(BIN)/python bench/cdc.py
 
 kafka-start: install ## Start the local broker in the background
 	$(BIN)/llmops kafka start

@@ -16,6 +16,7 @@ from shared.kafka.broker import configured_broker, ensure_kafka
 from shared.settings import (
     DEFAULT_API_HOST,
     DEFAULT_API_PORT,
+    ConnectSettings,
     KafkaSettings,
     PlatformSettings,
     QdrantSettings,
@@ -40,6 +41,11 @@ class Context:
     def platform(self) -> PlatformSettings:
         """Paths and log level (LLMOPS_*)."""
         return PlatformSettings()
+
+    @cached_property
+    def connect(self) -> ConnectSettings:
+        """The Kafka Connect worker (CONNECT_*)."""
+        return ConnectSettings()
 
     @cached_property
     def qdrant(self) -> QdrantSettings:
@@ -180,6 +186,96 @@ def kafka_status(ctx: Context) -> None:
         click.echo(f"{broker.bootstrap}: {state} (pid {broker.pid()}, log {broker.log_file})")
         ok = state == "running"
     sys.exit(0 if ok else 1)
+
+
+@platform.group()
+def connect() -> None:
+    """Run a local Kafka Connect worker with the Debezium PostgreSQL connector, and add
+    connectors to it (or to the cluster at CONNECT_URL)."""
+
+
+def _local_connect(ctx: Context) -> Any:
+    from shared.kafka.connect import local_connect
+
+    return local_connect(ctx.connect, ctx.kafka, ctx.platform, ctx.bootstrap)
+
+
+@connect.command("start")
+@pass_context
+def connect_start(ctx: Context) -> None:
+    """Start the local worker in the background (distributed mode, on CONNECT_LOCAL_PORT),
+    and the local broker if none runs; the jars are fetched with Maven on the first start.
+
+    Reuses one that already answers. Does nothing when CONNECT_URL is set.
+    """
+    from shared.kafka.connect import ConnectError
+
+    if ctx.connect.url:
+        click.echo(f"CONNECT_URL is set; using {ctx.connect.url}")
+        return
+    worker = _local_connect(ctx)
+    try:
+        started = worker.start()
+    except ConnectError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"Kafka Connect {'started' if started else 'already running'} on {worker.url} "
+        f"(log: {worker.log_file})"
+    )
+
+
+@connect.command("stop")
+@pass_context
+def connect_stop(ctx: Context) -> None:
+    """Stop the local worker cleanly (its connectors resume from their offsets on the next
+    start)."""
+    from shared.kafka.connect import LocalConnect
+
+    worker = LocalConnect(ctx.platform.data_dir / "connect", ctx.connect.local_port, "", Path())
+    click.echo("Kafka Connect stopped" if worker.stop() else "no local worker was running")
+
+
+@connect.command("status")
+@pass_context
+def connect_status(ctx: Context) -> None:
+    """Each connector's state and its tasks'; exit 1 when the worker does not answer or a
+    connector or task has failed."""
+    from shared.kafka.connect import ConnectError, connector_states
+
+    url = ctx.connect.rest_url()
+    try:
+        states = connector_states(url)
+    except ConnectError as exc:
+        click.echo(f"{url}: not answering ({exc})")
+        sys.exit(1)
+    click.echo(f"{url}: running, {len(states)} connector(s)")
+    failed = False
+    for name, state in sorted(states.items()):
+        tasks = ", ".join(f"task {t['id']} {t['state']}" for t in state.get("tasks", []))
+        click.echo(f"  {name}: {state['connector']['state']}; {tasks or 'no task yet'}")
+        for part in [state["connector"], *state.get("tasks", [])]:
+            if part["state"] == "FAILED":
+                failed = True
+                first = (part.get("trace") or "").strip().splitlines()
+                click.echo(f"    {first[0] if first else 'failed, no trace'}")
+    sys.exit(1 if failed else 0)
+
+
+@connect.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_context
+def connect_add(ctx: Context, file: Path) -> None:
+    """Add (or update) the connector FILE describes: JSON with "name" and "config", as
+    Connect's REST API takes it; ${VAR} and ${VAR:-default} come from the environment.
+    Example: infra/connect/postgres.json."""
+    from shared.kafka.connect import ConnectError, add_connector, connector_from_file
+
+    try:
+        name, config = connector_from_file(file)
+        add_connector(ctx.connect.rest_url(), name, config)
+    except ConnectError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"connector {name} added to {ctx.connect.rest_url()}")
 
 
 @platform.group()

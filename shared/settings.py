@@ -147,6 +147,32 @@ class KafkaSettings(BaseSettings):
     )
 
 
+class ConnectSettings(BaseSettings):
+    """The Kafka Connect worker that brings databases in (Debezium), and how to run the
+    local one (``llmops connect start``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONNECT_", extra="ignore")
+
+    url: str | None = Field(
+        default=None,
+        description="REST address of an existing Connect cluster; unset: the local worker.",
+    )
+    local_port: int = Field(default=8083, description="REST port of the local worker.")
+    local_heap: str = Field(default="512m", description="Java heap of the local worker.")
+    group_id: str = Field(
+        default="llmops-connect",
+        description="The workers' group; its config, offset and status topics are named "
+        "after it (GROUP.configs, GROUP.offsets, GROUP.status).",
+    )
+    start_timeout_s: float = Field(
+        default=120.0, gt=0, description="How long `llmops connect start` waits for the REST API."
+    )
+
+    def rest_url(self) -> str:
+        """Where the worker's REST API answers."""
+        return (self.url or f"http://127.0.0.1:{self.local_port}").rstrip("/")
+
+
 class QdrantSettings(BaseSettings):
     """Where vectors live: embedded Qdrant Edge on disk by default, a server when ``url`` is
     set."""

@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,34 +33,60 @@ class BrokerError(RuntimeError):
     """The local broker could not be fetched, started or reached."""
 
 
-def _pom_digest(pom: Path) -> str:
+def pom_digest(pom: Path) -> str:
     return hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
 
 
 def broker_classpath(cache_dir: Path, infra_dir: Path = INFRA_DIR) -> str:
     """Resolve the broker's jars with Maven once, then reuse the cached classpath."""
-    pom = infra_dir / "pom.xml"
-    cp_file = cache_dir / "kafka" / f"classpath-{_pom_digest(pom)}.txt"
+    return maven_classpath(infra_dir / "pom.xml", cache_dir / "kafka", "the Kafka broker")
+
+
+def maven_classpath(pom: Path, cache: Path, what: str) -> str:
+    """The classpath of ``pom``'s dependencies: resolved by Maven into the local Maven
+    repository the first time, cached in ``cache`` by the pom's content after that."""
+    cp_file = cache / f"classpath-{pom_digest(pom)}.txt"
     if cp_file.exists():
         cp = cp_file.read_text().strip()
         if cp and all(Path(p).exists() for p in cp.split(os.pathsep)):
             return cp
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerError("Maven (mvn) is needed once to fetch the Kafka broker's jars; install it")
     cp_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cp_file.with_suffix(".tmp")
-    log.info("fetching the Kafka broker's jars with Maven (first start only)")
-    proc = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(pom), "dependency:build-classpath", f"-Dmdep.outputFile={tmp}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0 or not tmp.exists():
-        raise BrokerError(f"Maven could not resolve the broker:\n{proc.stdout}\n{proc.stderr}")
+    log.info("fetching the jars of %s with Maven (first start only)", what)
+    _maven(pom, what, "dependency:build-classpath", f"-Dmdep.outputFile={tmp}")
+    if not tmp.exists():
+        raise BrokerError(f"Maven wrote no classpath for {what}")
     tmp.replace(cp_file)
     return cp_file.read_text().strip()
+
+
+def maven_folder(pom: Path, folder: Path, what: str) -> Path:
+    """``folder`` holding the jars of ``pom``'s dependencies (a Connect plugin), copied by
+    Maven the first time; key ``folder`` by ``pom_digest(pom)``."""
+    if (folder / ".complete").exists():
+        return folder
+    log.info("fetching the jars of %s with Maven (first start only)", what)
+    shutil.rmtree(folder, ignore_errors=True)
+    _maven(
+        pom,
+        what,
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={folder}",
+        "-DincludeScope=runtime",
+    )
+    (folder / ".complete").touch()
+    return folder
+
+
+def _maven(pom: Path, what: str, *goal: str) -> None:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError(f"Maven (mvn) is needed once to fetch the jars of {what}; install it")
+    proc = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(pom), *goal], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise BrokerError(f"Maven could not resolve {what}:\n{proc.stdout}\n{proc.stderr}")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -113,11 +140,123 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class JavaService:
+    """A Java server this project starts in the background (a broker, a Connect worker),
+    known by its pid file and the configuration file its command line names."""
+
+    # the main class its command line names (how its pid is told from a reused one)
+    MAIN_CLASS = ""
+    _proc: subprocess.Popen[bytes] | None
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the pid is kept."""
+        raise NotImplementedError
+
+    @property
+    def config_file(self) -> Path:
+        """The configuration, as an absolute path (it names the process)."""
+        raise NotImplementedError
+
+    @property
+    def log_file(self) -> Path:
+        """The process's own log."""
+        raise NotImplementedError
+
+    def pid(self) -> int | None:
+        """Pid of our process if it is alive: a zombie, or a pid now used by another program
+        (pids are reused), counts as gone."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
+            return None  # our own child, exited (poll reaps it)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid if is_ours(pid, self.MAIN_CLASS, self.config_file) else None
+
+    def spawn(self, classpath: str, heap: str, config: Path, log_file: Path) -> None:
+        """Start ``MAIN_CLASS`` on ``config`` in the background, its log appended to
+        ``log_file``."""
+        command = [
+            "java",
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={INFRA_DIR / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+            self.MAIN_CLASS,
+            str(config),
+        ]
+        with log_file.open("ab") as out:
+            proc = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the CLI that started it
+            )
+        self._proc = proc
+        self.pid_file.write_text(str(proc.pid))
+        # The process outlives this one, but while this one lives it is its parent: a
+        # process that dies would stay a zombie (alive to kill(pid, 0)) until reaped, and a
+        # later start would wait for it in vain.
+        threading.Thread(target=proc.wait, name="java-reaper", daemon=True).start()
+
+    def wait_for(self, ready: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until ``ready()``; False when the time is up or the process died."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if ready():
+                return True
+            if self.pid() is None:
+                break
+            time.sleep(0.5)
+        return False
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the process's log (what a failed start shows)."""
+        return self.log_file.read_text(errors="replace")[-chars:] if self.log_file.exists() else ""
+
+    def kill(self) -> bool:
+        """SIGKILL the process, as a crash would; return True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.05)
+        return True
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the process cleanly (SIGTERM, then SIGKILL); return True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.2)
+        if self.pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
 @dataclass
-class LocalBroker:
+class LocalBroker(JavaService):
     """One broker process whose state lives in ``run_dir``: a cluster of its own, or node
     ``node_id`` of a cluster whose controllers are ``voters``."""
 
+    MAIN_CLASS = "kafka.Kafka"
     run_dir: Path
     port: int
     controller_port: int
@@ -152,23 +291,6 @@ class LocalBroker:
     def log_file(self) -> Path:
         """The broker's own log."""
         return self.run_dir / "broker.log"
-
-    def pid(self) -> int | None:
-        """Pid of our broker if it is alive: a zombie, or a pid now used by another program
-        (pids are reused), counts as gone."""
-        try:
-            pid = int(self.pid_file.read_text())
-        except (OSError, ValueError):
-            return None
-        if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
-            return None  # our own child, exited (poll reaps it)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return pid if is_our_broker(pid, self.config_file) else None
 
     def status(self) -> str:
         """``running`` (answers metadata), ``starting`` (process alive) or ``stopped``."""
@@ -236,72 +358,23 @@ class LocalBroker:
             classpath = broker_classpath(self.cache_dir)
             config = self._write_config()
             self._format(classpath, config)
-            with self.log_file.open("ab") as out:
-                proc = subprocess.Popen(
-                    [
-                        "java",
-                        f"-Xmx{self.heap}",
-                        f"-Xms{self.heap}",
-                        "-XX:+UseG1GC",
-                        "-Djava.awt.headless=true",
-                        f"-Dlog4j2.configurationFile={INFRA_DIR / 'log4j2.properties'}",
-                        "-cp",
-                        classpath,
-                        "kafka.Kafka",
-                        str(config),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # outlives the CLI that started it
-                )
-            self._proc = proc
-            self.pid_file.write_text(str(proc.pid))
-            # The broker outlives this process, but while this process lives it is the
-            # broker's parent: a broker that dies would stay a zombie (alive to kill(pid, 0))
-            # until reaped, and a later `llmops kafka start` would wait for it in vain.
-            threading.Thread(target=proc.wait, name="broker-reaper", daemon=True).start()
+            self.spawn(classpath, self.heap, config, self.log_file)
 
     def wait_ready(self) -> None:
         """Block until the broker answers metadata, or raise with the log's tail."""
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if answers_metadata(self.bootstrap, timeout_s=3):
-                return
-            if self.pid() is None:
-                break
-            time.sleep(0.5)
-        tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
-        raise BrokerError(f"the local broker did not come up on {self.bootstrap}:\n{tail}")
-
-    def kill(self) -> bool:
-        """SIGKILL the broker, as a crash would; return True if one was running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.pid() is not None:
-            time.sleep(0.05)
-        return True
-
-    def stop(self, timeout_s: float = 30.0) -> bool:
-        """Stop the broker cleanly (SIGTERM, then SIGKILL); return True if one was running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.pid() is not None:
-            time.sleep(0.2)
-        if self.pid() is not None:
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        if not self.wait_for(lambda: answers_metadata(self.bootstrap, 3), self.start_timeout_s):
+            raise BrokerError(
+                f"the local broker did not come up on {self.bootstrap}:\n{self.log_tail()}"
+            )
 
 
 def is_our_broker(pid: int, config: Path) -> bool:
-    """Whether ``pid`` is a live Kafka broker started with ``config``: not a zombie (dead,
+    """Whether ``pid`` is a live Kafka broker started with ``config``."""
+    return is_ours(pid, LocalBroker.MAIN_CLASS, config)
+
+
+def is_ours(pid: int, main_class: str, config: Path) -> bool:
+    """Whether ``pid`` is a live ``main_class`` started with ``config``: not a zombie (dead,
     not yet reaped by its parent), not another program that got the pid since. Where /proc
     cannot tell (another OS), a live pid counts."""
     proc = Path("/proc") / str(pid)
@@ -315,7 +388,7 @@ def is_our_broker(pid: int, config: Path) -> bool:
     state = stat.rpartition(")")[2].split()[0]  # the name in parentheses may hold spaces
     if state in ("Z", "X"):
         return False
-    return b"kafka.Kafka" in cmdline and str(config).encode() in cmdline
+    return main_class.encode() in cmdline and str(config).encode() in cmdline
 
 
 def base64_uuid() -> str:

@@ -11,10 +11,11 @@ from services.feedback.settings import FeedbackSettings
 from services.inference.settings import InferenceSettings
 from services.ingestion.settings import IngestionSettings, S3Settings
 from services.monitoring.settings import MonitoringSettings
-from shared.settings import KafkaSettings, PlatformSettings, QdrantSettings
+from shared.settings import ConnectSettings, KafkaSettings, PlatformSettings, QdrantSettings
 
 SETTINGS: tuple[type[BaseSettings], ...] = (
     KafkaSettings,
+    ConnectSettings,
     PlatformSettings,
     IngestionSettings,
     S3Settings,
