@@ -20,7 +20,7 @@ from typing import Any
 from services.inference.auth import ApiKey
 from services.inference.llm import LLM, LLMFailed, LLMUnavailable, Prompted, Sampling
 from services.inference.logic import carried, citations, collapse, dedupe, pack, retrieved
-from services.inference.otel import ARRIVAL, RequestSpans
+from services.inference.otel import ARRIVAL, Arrival, RequestSpans
 from services.inference.prompts import Prompt, check_split, choose, parse_split
 from services.inference.schemas import (
     Citation,
@@ -255,13 +255,21 @@ class Answering:
             endpoint=endpoint,
             **kw,
         )
-        if self.spans is not None:  # the same trace, as OpenTelemetry spans
-            try:
-                parent = self.spans.export(event, ARRIVAL.get())
-                event = event.model_copy(update={"otel_traceparent": parent})
-            except Exception:  # noqa: BLE001 - export never fails a request
-                log.exception("could not make the OpenTelemetry spans of %s", trace_id)
-        self.publisher.submit(event)
+        if self.spans is None:
+            self.publisher.submit(event)
+        else:  # the same trace as OpenTelemetry spans, built off the request's path
+            self.publisher.submit(functools.partial(self._with_spans, event, ARRIVAL.get()))
+
+    def _with_spans(self, event: InferenceTrace, arrival: Arrival | None) -> InferenceTrace:
+        """Export ``event``'s spans (timed from ``arrival`` and its timings, whenever this
+        runs); the event with the request span's ``traceparent``."""
+        assert self.spans is not None
+        try:
+            parent = self.spans.export(event, arrival)
+        except Exception:  # noqa: BLE001 - export never fails a trace
+            log.exception("could not make the OpenTelemetry spans of %s", event.trace_id)
+            return event
+        return event.model_copy(update={"otel_traceparent": parent})
 
     async def retrieve(self, req: RetrieveRequest, key: ApiKey) -> RetrieveResponse:
         """The chunks the key may read, best first, traced."""

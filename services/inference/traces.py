@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
@@ -32,7 +33,10 @@ class PublishFailed(RuntimeError):
     """A record could not be acknowledged in time (the broker is away, or the buffer full)."""
 
 
-Item = tuple[Event, "asyncio.Future[None] | None"]
+# An event, or how to make it: a trace's OpenTelemetry spans are built when it is sent, by
+# this task, not in the request that made it.
+Pending = Event | Callable[[], Event]
+Item = tuple[Pending, "asyncio.Future[None] | None"]
 
 
 @dataclass
@@ -53,8 +57,9 @@ class TracePublisher:
     _batch: list[Item] = field(default_factory=list, repr=False)  # taken, not yet acked
     _stopping: asyncio.Event | None = field(default=None, repr=False)
 
-    def submit(self, trace: Event, done: asyncio.Future[None] | None = None) -> bool:
-        """Queue an event; False (and counted) when the buffer is full."""
+    def submit(self, trace: Pending, done: asyncio.Future[None] | None = None) -> bool:
+        """Queue an event (or a function that makes it when it is sent); False (and
+        counted) when the buffer is full."""
         if self._queue is None:
             self.overflow += 1
             return False
@@ -147,9 +152,10 @@ class TracePublisher:
                         if self._queue.qsize() < self.max_batch:  # a full batch goes at once
                             await self._linger()
                     self._take_ready()
+                    self._batch = [(made(t), done) for t, done in self._batch]
                     sends = [
-                        await producer.send(self.topic, key=record_key(t), value=t.to_bytes())
-                        for t, _ in self._batch
+                        await producer.send(self.topic, key=record_key(e), value=e.to_bytes())
+                        for e in (made(t) for t, _ in self._batch)  # (each made once above)
                     ]
                     await asyncio.gather(*sends)
                     self.sent += len(self._batch)
@@ -167,3 +173,8 @@ class TracePublisher:
                     await producer.stop()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+
+
+def made(pending: Pending) -> Event:
+    """The event itself: made now if it was queued as how to make it."""
+    return pending if isinstance(pending, Event) else pending()
