@@ -273,6 +273,6 @@ def test_waiting_feedback_survives_a_restart_in_the_table(
         return got if all(got.get(t) and got[t].feedback for t in ids) else None
 
     results = wait_for(complete, timeout_s=120)
-    got = latest_results(b, p)
-    lost = [i for i, t in enumerate(ids) if not (got.get(t) and got[t].feedback)]
-    assert results, f"not joined after a restart: {lost}\n{again.log()[-3000:]}"
+    # (once in CI, 25 of 39 were not joined after a clean restart; not seen again in six
+    # runs, three of them beside two busy loops: what it says when it fails tells why)
+    assert results, explain(b, p, ids, again)

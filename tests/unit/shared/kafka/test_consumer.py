@@ -143,7 +143,7 @@ async def test_settling_gives_up_after_its_bound(tmp_path: Path) -> None:
 
 
 @in_loop
-async def test_a_partition_with_no_offset_yet_is_left_to_the_next_recovery(
+async def test_a_partition_with_no_offset_yet_is_read_from_its_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # two rebalances in a row: the first one's recovery sought a partition the second had
@@ -157,7 +157,8 @@ async def test_a_partition_with_no_offset_yet_is_left_to_the_next_recovery(
     c = consumer(tmp_path)
     other = TP(TOPIC, 1)
     await c.seek_wait({PART: 12, other: None})
-    assert sought == [{PART: 12}]
+    # read from its start: left where it was, its state was missing after the recovery
+    assert sought == [{PART: 12, other: 0}]
 
 
 @in_loop
