@@ -6,6 +6,9 @@ mapping."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +20,7 @@ from kafka import KafkaProducer
 from shared.contracts.events import DeadLetter, DocumentEvent, DocumentIndexed
 from shared.contracts.topics import DOCS_INDEXED, INGEST_DLQ, INGEST_DOCUMENTS
 from shared.kafka.broker import free_port
-from shared.kafka.connect import LocalConnect, add_connector, connector_from_file
+from shared.kafka.connect import LocalConnect
 from shared.kafka.reader import end_offsets, reader
 from shared.settings import PlatformSettings, QdrantSettings
 from shared.store.base import SearchMode
@@ -167,16 +170,26 @@ def test_a_table_snapshot_then_live_inserts_updates_and_deletes_through_a_killed
     service = start_service(
         "ingestion embedding", INGESTION_CDC_MAPPING_FILE=str(mapping_file(tmp_path, topic))
     )
-    conn_name, config = connector_from_file(
-        ROOT / "infra" / "connect" / "postgres.json",
-        {
-            "PGPORT": str(postgres.port),
-            "PGPASSWORD": postgres.password,
-            "CDC_TOPIC_PREFIX": name,
-            "CDC_SLOT": name,
-        },
+    # added as a user adds it: the command line, the example file, the environment
+    env = {
+        **os.environ,
+        "CONNECT_URL": connect_worker.url,
+        "PGPORT": str(postgres.port),
+        "PGPASSWORD": postgres.password,
+        "CDC_TOPIC_PREFIX": name,
+        "CDC_SLOT": name,
+    }
+    llmops = [sys.executable, "-m", "services.cli", "connect"]
+    added = subprocess.run(
+        [*llmops, "add", str(ROOT / "infra" / "connect" / "postgres.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
     )
-    add_connector(connect_worker.url, conn_name, config)
+    assert added.returncode == 0 and "connector llmops-postgres added" in added.stdout, added.stderr
     insert(range(50, 199))
     postgres.psql(
         "INSERT INTO tickets VALUES (199, 'acme', 'Row 199', "
@@ -199,6 +212,17 @@ def test_a_table_snapshot_then_live_inserts_updates_and_deletes_through_a_killed
     assert indexed(got, all_there), (
         f"indexed {len({DocumentIndexed.from_bytes(r.value).doc_id for r in got})} of 200"
     )  # type: ignore[attr-defined]
+    status = subprocess.run(
+        [*llmops, "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "llmops-postgres: RUNNING; task 0 RUNNING" in status.stdout, status.stdout
 
     # 20 updates and 20 deletes; the worker is killed after the first 10 updates and started
     # again while the rest wait in the replication slot

@@ -33,6 +33,18 @@ def test_a_bad_rules_file_stops_the_start_with_its_line_before_kafka(
     assert f"{rules}:2: condition:" in out.output and "'above 3'" in out.output
 
 
+def test_a_bad_cdc_mapping_stops_the_ingestion_start_with_its_line_before_kafka(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("tables:\n  - topic: pg.public.t\n    tenant: {value: acme}\n")
+    monkeypatch.setenv("INGESTION_CDC_MAPPING_FILE", str(mapping))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    out = CliRunner().invoke(main, ["run", "ingestion"])
+    assert out.exit_code == 1, out.output
+    assert f"{mapping}:2: doc_id: Field required" in out.output
+
+
 def test_run_help_lists_every_service() -> None:
     out = CliRunner().invoke(main, ["run", "--help"])
     assert out.exit_code == 0
@@ -42,5 +54,5 @@ def test_run_help_lists_every_service() -> None:
 
 def test_cli_has_each_service_command_once() -> None:
     names = set(main.commands)
-    expected = {"kafka", "topics", "schemas", "run", "dev", "ingest", "reindex", "index"}
+    expected = {"kafka", "connect", "topics", "schemas", "run", "dev", "ingest", "reindex", "index"}
     assert expected | {"keys", "ask"} <= names
