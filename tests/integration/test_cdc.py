@@ -77,8 +77,9 @@ def test_malformed_and_unmapped_records_are_dead_lettered_and_the_changes_around
     kafka_bootstrap: str, topic_prefix: str, start_service, tmp_path: Path
 ) -> None:
     topic = f"cdc{uuid.uuid4().hex[:8]}.public.tickets"
+    start = end_offsets(kafka_bootstrap, DOCS_INDEXED.name(topic_prefix))
     service = start_service(
-        "ingestion", INGESTION_CDC_MAPPING_FILE=str(mapping_file(tmp_path, topic))
+        "ingestion embedding", INGESTION_CDC_MAPPING_FILE=str(mapping_file(tmp_path, topic))
     )
 
     def change(op: str, row: dict[str, object], lsn: int) -> bytes:
@@ -106,6 +107,11 @@ def test_malformed_and_unmapped_records_are_dead_lettered_and_the_changes_around
     assert sorted(found) == [1, 2]
     assert all(d.topic == topic and d.error_type == "CdcUnmappable" for d in found.values())
     assert "not JSON" in found[1].error_message and "no column 'body'" in found[2].error_message
+
+    def both(events: list[object]) -> bool:
+        return {DocumentIndexed.from_bytes(r.value).doc_id for r in events} >= {"t/1", "t/3"}  # type: ignore[attr-defined]
+
+    assert both(read_from(kafka_bootstrap, DOCS_INDEXED.name(topic_prefix), start, both))
     service.stop()
 
 
