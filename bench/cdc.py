@@ -33,7 +33,7 @@ from shared.contracts.topics import DOCS_INDEXED  # noqa: E402
 from shared.contracts.upstream import publish_documents  # noqa: E402
 from shared.kafka.broker import free_port  # noqa: E402
 from shared.kafka.connect import LocalConnect, add_connector, connector_from_file  # noqa: E402
-from shared.kafka.reader import end_offsets, reader  # noqa: E402
+from shared.kafka.reader import end_offsets, records_from  # noqa: E402
 from shared.settings import PlatformSettings  # noqa: E402
 from tests.kafka_helpers import ServiceProcess  # noqa: E402
 from tests.postgres import Postgres, pg_bin  # noqa: E402
@@ -63,24 +63,13 @@ def indexed(
     bootstrap: str, topic: str, start: dict[int, int], keys: set[str], timeout_s: float = 600
 ) -> dict[str, DocumentIndexed]:
     """The first DocumentIndexed of each key in ``keys``, read from ``start``."""
-    from kafka import TopicPartition
-
-    c = reader(bootstrap)
     got: dict[str, DocumentIndexed] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in start]
-        c.assign(tps)
-        for tp in tps:
-            c.seek(tp, start[tp.partition])
-        deadline = time.monotonic() + timeout_s
-        while keys - got.keys() and time.monotonic() < deadline:
-            for recs in c.poll(timeout_ms=200).values():
-                for r in recs:
-                    key = r.key.decode()
-                    if key in keys and key not in got:
-                        got[key] = DocumentIndexed.from_bytes(r.value)
-    finally:
-        c.close()
+    for r in records_from(bootstrap, topic, start, timeout_s):
+        key = r.key.decode()
+        if key in keys and key not in got:
+            got[key] = DocumentIndexed.from_bytes(r.value)
+            if not keys - got.keys():
+                break
     if keys - got.keys():
         raise SystemExit(f"only {len(got)} of {len(keys)} documents were indexed")
     return got

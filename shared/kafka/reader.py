@@ -94,18 +94,12 @@ def end_offsets(
         c.close()
 
 
-def wait_for_events(
-    bootstrap: str,
-    topic: str,
-    model: type[E],
-    start: dict[int, int] | None,
-    want: dict[str, int],
-    timeout_s: float,
-) -> dict[str, E]:
-    """Events of ``model`` whose key and version are in ``want``, read from ``start`` offsets
-    (None: the beginning), until all have arrived or the time is up."""
+def records_from(
+    bootstrap: str, topic: str, start: Mapping[int, int] | None, timeout_s: float
+) -> Iterator[ConsumerRecord]:
+    """Records of ``topic`` from ``start`` offsets (None: the beginning), as they arrive,
+    until ``timeout_s`` has passed; a caller that has what it waits for leaves the loop."""
     c = reader(bootstrap)
-    got: dict[str, E] = {}
     try:
         parts = start if start is not None else end_offsets(bootstrap, topic)
         tps = [TopicPartition(topic, p) for p in parts]
@@ -116,16 +110,34 @@ def wait_for_events(
             for tp in tps:
                 c.seek(tp, start[tp.partition])
         deadline = time.monotonic() + timeout_s
-        while want.keys() - got.keys() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             for recs in c.poll(timeout_ms=500).values():
-                for r in recs:
-                    event = model.from_bytes(r.value)
-                    key = r.key.decode() if r.key else ""
-                    if want.get(key) == getattr(event, "version", None):
-                        got[key] = event
-        return got
+                yield from recs
     finally:
         c.close()
+
+
+def wait_for_events(
+    bootstrap: str,
+    topic: str,
+    model: type[E],
+    start: dict[int, int] | None,
+    want: dict[str, int],
+    timeout_s: float,
+) -> dict[str, E]:
+    """Events of ``model`` whose key and version are in ``want``, read from ``start`` offsets
+    (None: the beginning), until all have arrived or the time is up."""
+    got: dict[str, E] = {}
+    if not want:
+        return got
+    for r in records_from(bootstrap, topic, start, timeout_s):
+        event = model.from_bytes(r.value)
+        key = r.key.decode() if r.key else ""
+        if want.get(key) == getattr(event, "version", None):
+            got[key] = event
+            if not want.keys() - got.keys():
+                break
+    return got
 
 
 def read_to_end(

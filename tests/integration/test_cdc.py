@@ -21,7 +21,7 @@ from shared.contracts.events import DeadLetter, DocumentEvent, DocumentIndexed
 from shared.contracts.topics import DOCS_INDEXED, INGEST_DLQ, INGEST_DOCUMENTS
 from shared.kafka.broker import free_port
 from shared.kafka.connect import LocalConnect
-from shared.kafka.reader import end_offsets, reader
+from shared.kafka.reader import end_offsets, records_from
 from shared.settings import PlatformSettings, QdrantSettings
 from shared.store.base import SearchMode
 from shared.store.open import open_store
@@ -51,26 +51,21 @@ def mapping_file(tmp_path: Path, topic: str) -> Path:
     return path
 
 
-def read_from(
-    bootstrap: str, topic: str, start: dict[int, int], done: Callable[[list[object]], bool]
-) -> list[object]:
-    """Records of ``topic`` from ``start`` until ``done`` says so (or three minutes pass)."""
-    from kafka import TopicPartition
-
-    c = reader(bootstrap)
-    got: list[object] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in start]
-        c.assign(tps)
-        for tp in tps:
-            c.seek(tp, start[tp.partition])
-        deadline = time.monotonic() + 180
-        while not done(got) and time.monotonic() < deadline:
-            for recs in c.poll(timeout_ms=500).values():
-                got += recs
-        return got
-    finally:
-        c.close()
+def newest_indexed(
+    bootstrap: str,
+    topic: str,
+    start: dict[int, int],
+    done: Callable[[dict[str, DocumentIndexed]], bool],
+) -> dict[str, DocumentIndexed]:
+    """The newest DocumentIndexed of each doc id on ``topic`` from ``start``, once ``done``
+    holds for them (or three minutes have passed)."""
+    newest: dict[str, DocumentIndexed] = {}
+    for r in records_from(bootstrap, topic, start, timeout_s=180):
+        e = DocumentIndexed.from_bytes(r.value)
+        newest[e.doc_id] = e
+        if done(newest):
+            break
+    return newest
 
 
 def test_malformed_and_unmapped_records_are_dead_lettered_and_the_changes_around_them_pass(
@@ -108,10 +103,10 @@ def test_malformed_and_unmapped_records_are_dead_lettered_and_the_changes_around
     assert all(d.topic == topic and d.error_type == "CdcUnmappable" for d in found.values())
     assert "not JSON" in found[1].error_message and "no column 'body'" in found[2].error_message
 
-    def both(events: list[object]) -> bool:
-        return {DocumentIndexed.from_bytes(r.value).doc_id for r in events} >= {"t/1", "t/3"}  # type: ignore[attr-defined]
+    def both(newest: dict[str, DocumentIndexed]) -> bool:
+        return newest.keys() >= {"t/1", "t/3"}
 
-    assert both(read_from(kafka_bootstrap, DOCS_INDEXED.name(topic_prefix), start, both))
+    assert both(newest_indexed(kafka_bootstrap, DOCS_INDEXED.name(topic_prefix), start, both))
     service.stop()
 
 
@@ -185,16 +180,19 @@ def test_a_table_snapshot_then_live_inserts_updates_and_deletes_through_a_killed
         "CDC_TOPIC_PREFIX": name,
         "CDC_SLOT": name,
     }
-    llmops = [sys.executable, "-m", "services.cli", "connect"]
-    added = subprocess.run(
-        [*llmops, "add", str(ROOT / "infra" / "connect" / "postgres.json")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
+
+    def connect(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", "connect", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            check=False,
+        )
+
+    added = connect("add", str(ROOT / "infra" / "connect" / "postgres.json"))
     assert added.returncode == 0 and "connector llmops-postgres added" in added.stdout, added.stderr
     insert(range(50, 199))
     postgres.psql(
@@ -202,37 +200,22 @@ def test_a_table_snapshot_then_live_inserts_updates_and_deletes_through_a_killed
         f"'Mentions {token(199)}; write to jane.doe@example.com.', ARRAY[]::text[], 'open');"
     )
 
-    def indexed(events: list[object], want: Callable[[dict[str, DocumentIndexed]], bool]) -> bool:
-        newest: dict[str, DocumentIndexed] = {}
-        for r in events:
-            e = DocumentIndexed.from_bytes(r.value)  # type: ignore[attr-defined]
-            newest[e.doc_id] = e
-        return want(newest)
+    indexed = DOCS_INDEXED.name(topic_prefix)
 
     def all_there(newest: dict[str, DocumentIndexed]) -> bool:
         return len(newest) == 200
 
-    got = read_from(
-        kafka_bootstrap, DOCS_INDEXED.name(topic_prefix), start, lambda ev: indexed(ev, all_there)
-    )
-    assert indexed(got, all_there), (
-        f"indexed {len({DocumentIndexed.from_bytes(r.value).doc_id for r in got})} of 200"
-    )  # type: ignore[attr-defined]
-    status = subprocess.run(
-        [*llmops, "status"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
+    got = newest_indexed(kafka_bootstrap, indexed, start, all_there)
+    assert all_there(got), f"indexed {len(got)} of 200"
+    status = connect("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "llmops-postgres: RUNNING; task 0 RUNNING" in status.stdout, status.stdout
 
     # 20 updates and 20 deletes; the worker is killed after the first 10 updates and started
     # again while the rest wait in the replication slot
     updated, deleted = range(100, 120), range(150, 170)
+    # read from here: an update indexed before the worker's restart counts too
+    start2 = end_offsets(kafka_bootstrap, indexed)
     for i in updated[:10]:
         postgres.psql(f"UPDATE tickets SET body = 'Now {token(i, 1)}.' WHERE id = {i};")
     assert connect_worker.kill()
@@ -249,11 +232,7 @@ def test_a_table_snapshot_then_live_inserts_updates_and_deletes_through_a_killed
             for i in updated
         ) and all(f"t/{i}" in newest and newest[f"t/{i}"].op == "delete" for i in deleted)
 
-    start2 = end_offsets(kafka_bootstrap, DOCS_INDEXED.name(topic_prefix))
-    got = read_from(
-        kafka_bootstrap, DOCS_INDEXED.name(topic_prefix), start2, lambda ev: indexed(ev, changed)
-    )
-    assert indexed(got, changed)
+    assert changed(newest_indexed(kafka_bootstrap, indexed, start2, changed))
     time.sleep(3)  # anything the restarted worker sends again arrives meanwhile
     service.stop()
 
