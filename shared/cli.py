@@ -194,12 +194,6 @@ def connect() -> None:
     connectors to it (or to the cluster at CONNECT_URL)."""
 
 
-def _local_connect(ctx: Context) -> Any:
-    from shared.kafka.connect import local_connect
-
-    return local_connect(ctx.connect, ctx.kafka, ctx.platform, ctx.bootstrap)
-
-
 @connect.command("start")
 @pass_context
 def connect_start(ctx: Context) -> None:
@@ -208,12 +202,12 @@ def connect_start(ctx: Context) -> None:
 
     Reuses one that already answers. Does nothing when CONNECT_URL is set.
     """
-    from shared.kafka.connect import ConnectError
+    from shared.kafka.connect import ConnectError, local_connect
 
     if ctx.connect.url:
         click.echo(f"CONNECT_URL is set; using {ctx.connect.url}")
         return
-    worker = _local_connect(ctx)
+    worker = local_connect(ctx.connect, ctx.kafka, ctx.platform, ctx.bootstrap)
     try:
         started = worker.start()
     except ConnectError as exc:
@@ -229,9 +223,10 @@ def connect_start(ctx: Context) -> None:
 def connect_stop(ctx: Context) -> None:
     """Stop the local worker cleanly (its connectors resume from their offsets on the next
     start)."""
-    from shared.kafka.connect import LocalConnect
+    from shared.kafka.connect import local_connect
 
-    worker = LocalConnect(ctx.platform.data_dir / "connect", ctx.connect.local_port, "", Path())
+    # stopping needs no broker: the worker is found by its pid file
+    worker = local_connect(ctx.connect, ctx.kafka, ctx.platform, bootstrap="")
     click.echo("Kafka Connect stopped" if worker.stop() else "no local worker was running")
 
 

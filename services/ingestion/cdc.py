@@ -19,6 +19,7 @@ import json
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,11 +103,13 @@ class TableMapping(BaseModel):
             raise ValueError(f"{{{bad[0]}}} is not a column name")
         return v
 
-    def columns(self) -> set[str]:
-        """Every column the mapping reads of an upsert's row."""
+    @cached_property
+    def columns(self) -> frozenset[str]:
+        """Every column the mapping reads of an upsert's row (worked out once, not per
+        record)."""
         named = {*self.doc_id, *self.metadata, *_fields(self.title), *_fields(self.content)}
         named |= {v.column for v in (self.tenant, self.acl) if v is not None and v.column}
-        return named
+        return frozenset(named)
 
     def _doc_id(self, row: dict[str, Any]) -> str:
         parts = []
@@ -149,7 +152,7 @@ class TableMapping(BaseModel):
         try:
             if op == DELETE:
                 return DocumentEvent(op=Op.DELETE, source=self.source, **common)
-            missing = sorted(self.columns() - row.keys())
+            missing = sorted(self.columns - row.keys())
             if missing:
                 raise Unmappable(f"the row has no column {missing[0]!r} the mapping names")
             texts = {k: "" if v is None else v for k, v in row.items()}

@@ -42,10 +42,15 @@ def broker_classpath(cache_dir: Path, infra_dir: Path = INFRA_DIR) -> str:
     return maven_classpath(infra_dir / "pom.xml", cache_dir / "kafka", "the Kafka broker")
 
 
+def classpath_file(pom: Path, cache: Path) -> Path:
+    """Where ``maven_classpath`` keeps ``pom``'s classpath."""
+    return cache / f"classpath-{pom_digest(pom)}.txt"
+
+
 def maven_classpath(pom: Path, cache: Path, what: str) -> str:
     """The classpath of ``pom``'s dependencies: resolved by Maven into the local Maven
     repository the first time, cached in ``cache`` by the pom's content after that."""
-    cp_file = cache / f"classpath-{pom_digest(pom)}.txt"
+    cp_file = classpath_file(pom, cache)
     if cp_file.exists():
         cp = cp_file.read_text().strip()
         if cp and all(Path(p).exists() for p in cp.split(os.pathsep)):

@@ -24,6 +24,7 @@ from shared.kafka.broker import (
     INFRA_DIR,
     BrokerError,
     JavaService,
+    classpath_file,
     maven_classpath,
     maven_folder,
     pom_digest,
@@ -40,24 +41,30 @@ class ConnectError(RuntimeError):
     """The Connect worker could not be fetched, started or asked; or refused a connector."""
 
 
+CONNECT_POM, DEBEZIUM_POM = CONNECT_DIR / "pom.xml", CONNECT_DIR / "debezium-pom.xml"
+
+
 def connect_classpath(cache_dir: Path) -> str:
     """The worker's classpath (Maven the first time, the cache after)."""
-    return maven_classpath(CONNECT_DIR / "pom.xml", cache_dir / "connect", "Kafka Connect")
+    return maven_classpath(CONNECT_POM, cache_dir / "connect", "Kafka Connect")
+
+
+def _plugins(cache_dir: Path) -> Path:
+    # the plugin path, one per version of the connector's pom
+    return cache_dir / "connect" / f"plugins-{pom_digest(DEBEZIUM_POM)}"
 
 
 def jars_present(cache_dir: Path) -> bool:
     """Whether the worker's and the connector's jars are fetched already."""
-    pom = CONNECT_DIR / "debezium-pom.xml"
-    plugin = cache_dir / "connect" / f"plugins-{pom_digest(pom)}" / DEBEZIUM_PLUGIN
-    cp = cache_dir / "connect" / f"classpath-{pom_digest(CONNECT_DIR / 'pom.xml')}.txt"
+    plugin = _plugins(cache_dir) / DEBEZIUM_PLUGIN
+    cp = classpath_file(CONNECT_POM, cache_dir / "connect")
     return (plugin / ".complete").exists() and cp.exists()
 
 
 def plugin_path(cache_dir: Path) -> Path:
     """The worker's plugin.path: one folder per connector, here Debezium's PostgreSQL one."""
-    pom = CONNECT_DIR / "debezium-pom.xml"
-    top = cache_dir / "connect" / f"plugins-{pom_digest(pom)}"
-    maven_folder(pom, top / DEBEZIUM_PLUGIN, "the Debezium PostgreSQL connector")
+    top = _plugins(cache_dir)
+    maven_folder(DEBEZIUM_POM, top / DEBEZIUM_PLUGIN, "the Debezium PostgreSQL connector")
     return top
 
 
