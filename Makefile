@@ -184,7 +184,7 @@ run: install run-tools ## Start the broker and every service (llmops dev), index
 	$(BIN)/llmops dev README.md docs
 
 test: install test-tools connect-jars $(WEED) $(HELM) $(JAEGER) $(ASYNCAPI)/.complete ## Run every test: unit, then integration and e2e on a real broker started for them
-	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not load_sensitive and not open_defect and not long_running" tests
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not open_defect and not long_running" tests
 
 chaos: install ## The chaos suite: bad-input corpus, schema fuzzing, killed broker and services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m chaos tests

@@ -187,3 +187,35 @@ async def test_records_fetched_before_their_partitions_seek_are_not_handed_over(
     c._thread.clock = c._batch_stamp = 4
     handed = [(tp.partition, m.offset) async for tp, m in c.getmany(1.0)]
     assert handed == [(0, 10), (1, 20), (1, 21)], "partition 0's rest is read again"
+
+
+@in_loop
+async def test_a_hand_over_commit_waits_for_the_timers_commit_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the timer's commit takes 10-14 out of the acknowledged list, then flushes the producer
+    # (slow under load) before recording 15 as committed; a hand-over commit computed then saw
+    # 15-19 as a hole after 10, committed nothing, and the next owner redid 15-19
+    c = consumer(tmp_path)
+    sent: list[dict[TP, int]] = []
+
+    async def slow_flush() -> None:
+        await asyncio.sleep(0.2)
+
+    async def commit_to_broker(offsets: dict[TP, int]) -> bool:
+        sent.append(dict(offsets))
+        return True
+
+    monkeypatch.setattr(c.app.producer, "flush", slow_flush)
+    monkeypatch.setattr(c, "_commit", commit_to_broker)
+    monkeypatch.setattr(c, "assignment", lambda: {PART})
+    c._committed_offset[PART] = 10
+    for offset in range(10, 15):
+        taken(c, offset).ack(c)
+    timers = asyncio.ensure_future(c.commit())
+    await asyncio.sleep(0.05)  # flushing
+    for offset in range(15, 20):
+        taken(c, offset).ack(c)
+    assert await c.commit_after_any_under_way({PART}) is True
+    assert await timers is True
+    assert sent == [{PART: 15}, {PART: 20}], "the hand-over covers what followed the timer's"
