@@ -160,3 +160,43 @@ def test_tenants_stay_apart_through_this_route_too(
     assert cited and cited <= {"vpn", "secrets"}
     trace_id = (done.model_extra or {})["llmops"]["trace_id"]
     assert traces_of(world, api[2], {trace_id})[trace_id].tenant == "beta"
+
+
+def test_langchains_chat_openai_is_answered_streaming_and_not(
+    world: dict[str, Any], api: tuple[OpenAI, str, str]
+) -> None:
+    # a framework client, as a team's existing code would be: only the base URL and key change
+    from langchain_openai import ChatOpenAI
+
+    client, model, topic = api
+    chat = ChatOpenAI(
+        model=model,
+        base_url=str(client.base_url),
+        api_key=client.api_key,
+        max_retries=0,
+        include_response_headers=True,
+    )
+    done = chat.invoke([("system", "Answer briefly."), ("user", "When is lunch served?")])
+    assert isinstance(done.content, str) and done.content
+    assert done.usage_metadata and done.usage_metadata["output_tokens"] > 0
+    assert done.response_metadata["finish_reason"] in ("stop", "length")
+    trace_id = done.response_metadata["headers"]["x-trace-id"]
+    parts = list(chat.stream("When is lunch served?"))
+    streamed = "".join(str(p.content) for p in parts)
+    assert len([p for p in parts if p.content]) >= 2 and streamed
+    (finish,) = [
+        p.response_metadata["finish_reason"]
+        for p in parts
+        if "finish_reason" in p.response_metadata
+    ]
+    assert finish in ("stop", "length")
+    (streamed_id,) = [
+        p.response_metadata["headers"]["x-trace-id"]
+        for p in parts
+        if "headers" in p.response_metadata
+    ]
+    traces = traces_of(world, topic, {trace_id, streamed_id})
+    assert traces[trace_id].answer == done.content
+    assert traces[streamed_id].answer == streamed.strip()
+    assert {t.endpoint for t in traces.values()} == {"chat.completions"}
+    assert traces[trace_id].retrieved[0].doc_id == "lunch"
