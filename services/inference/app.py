@@ -128,6 +128,19 @@ def build_runtime(
     )
 
 
+def trace_publisher(settings: InferenceSettings, bootstrap: str) -> TracePublisher:
+    """The publisher of the API's traces as the server runs it: bounded by
+    ``INFERENCE_TRACE_BUFFER``, gathering traces (and building their OpenTelemetry spans) for
+    ``INFERENCE_TRACE_LINGER_MS``."""
+    return TracePublisher(
+        bootstrap,
+        INFERENCE_COMPLETED.name(settings.kafka.topic_prefix),
+        settings.trace_buffer,
+        settings.trace_linger_ms,
+        drain_s=settings.trace_drain_s,
+    )
+
+
 def build_server(
     settings: InferenceSettings,
     store: VectorStore,
@@ -136,14 +149,7 @@ def build_server(
     loglevel: str = "info",
 ) -> uvicorn.Server:
     """The API server over ``store`` and ``llm``, tracing to ``bootstrap``; ``run()`` serves."""
-    publisher = TracePublisher(
-        bootstrap,
-        INFERENCE_COMPLETED.name(settings.kafka.topic_prefix),
-        settings.trace_buffer,
-        settings.trace_linger_ms,
-        drain_s=settings.trace_drain_s,
-    )
-    app = create_app(build_runtime(settings, store, llm, publisher))
+    app = create_app(build_runtime(settings, store, llm, trace_publisher(settings, bootstrap)))
     return uvicorn.Server(
         uvicorn.Config(
             app,
