@@ -222,7 +222,7 @@ kafka-start: install ## Start the local broker in the background
 kafka-stop: install ## Stop the local broker
 	$(BIN)/llmops kafka stop
 
-up: ## docker compose up (one container per service, Kafka, Qdrant)
+up: ## docker compose up (one container per service, a three-node Kafka cluster, Qdrant)
 	docker compose up -d --build
 
 down: ## docker compose down
