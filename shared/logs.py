@@ -80,9 +80,35 @@ class ExpectedAtStart(logging.Filter):
 EXPECTED_AT_START = ExpectedAtStart()
 
 
+class ClosingClient(logging.Filter):
+    """Lowers to DEBUG the ERRORs kafka-python 3.0 logs when a client is closed with a request
+    under way, which are not errors: a read its selector delivers after the socket is gone
+    (a traceback ending in ``AttributeError: 'NoneType' object has no attribute 'recv'``) and
+    the metadata refresh the close cancels. ``llmops status`` printed both now and then on a
+    healthy stack."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and self.closing(record):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+    @staticmethod
+    def closing(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.name == "kafka.net.transport":
+            exc = record.exc_info[1] if record.exc_info else None
+            return "(closed)" in message and isinstance(exc, AttributeError)
+        return record.name == "kafka.cluster" and message == "Metadata refresh: failed Cancelled"
+
+
+CLOSING_CLIENT = ClosingClient()
+
+
 def quiet_libraries(level: str | int) -> None:
     """Library loggers at WARNING unless ``level`` is debug (LLMOPS_LOG_LEVEL=debug or -v),
-    and the coordinator's start-up error lowered to what it is."""
+    and the coordinator's start-up error and a closing client's errors lowered to what they
+    are."""
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     debug = isinstance(numeric, int) and numeric <= logging.DEBUG
     for name in LIBRARIES:
@@ -94,3 +120,7 @@ def quiet_libraries(level: str | int) -> None:
         logger = logging.getLogger(name)
         if EXPECTED_AT_START not in logger.filters:
             logger.addFilter(EXPECTED_AT_START)
+    for name in ("kafka.net.transport", "kafka.cluster"):
+        logger = logging.getLogger(name)
+        if CLOSING_CLIENT not in logger.filters:
+            logger.addFilter(CLOSING_CLIENT)

@@ -74,3 +74,32 @@ def test_libraries_log_warnings_only_unless_debug_and_the_start_up_error_is_info
     finally:
         quiet_libraries("info")
         coordinator.handlers, coordinator.propagate = [], True
+
+
+def test_a_closing_clients_errors_are_debug() -> None:
+    # kafka-python 3.0, closing a client with a request under way: `llmops status` printed
+    # these tracebacks now and then on a healthy stack
+    quiet_libraries("info")
+    transport, cluster = (
+        logging.getLogger("kafka.net.transport"),
+        logging.getLogger("kafka.cluster"),
+    )
+    out_t, out_c = records(transport), records(cluster)
+    try:
+        for logger in (transport, cluster):
+            logger.setLevel(logging.NOTSET)
+        try:
+            None.recv(4096)  # type: ignore[attr-defined]
+        except AttributeError:
+            transport.exception("<KafkaTCPTransport [none] (closed)>: Error receiving network data")
+        try:
+            raise ConnectionResetError("reset by peer")
+        except ConnectionResetError:
+            transport.exception("<KafkaTCPTransport [1] (connected)>: Error receiving network data")
+        cluster.error("Metadata refresh: failed %s", "Cancelled")
+        cluster.error("Metadata refresh: failed %s", "NodeNotReadyError")
+        assert out_t == ["<KafkaTCPTransport [1] (connected)>: Error receiving network data"]
+        assert out_c == ["Metadata refresh: failed NodeNotReadyError"]
+    finally:
+        for logger in (transport, cluster):
+            logger.handlers, logger.propagate = [], True
