@@ -63,38 +63,46 @@ LIBRARIES = (
 )
 
 
-class ExpectedAtStart(logging.Filter):
+class Lowered(logging.Filter):
+    """Lowers to ``to`` the ERRORs of its ``loggers`` that ``matches`` says are not errors,
+    so they show only where that level is on."""
+
+    to = logging.INFO
+    loggers: tuple[str, ...] = ()
+
+    def matches(self, record: logging.LogRecord) -> bool:
+        raise NotImplementedError
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and self.matches(record):
+            record.levelno, record.levelname = self.to, logging.getLevelName(self.to)
+            return logging.getLogger(record.name).isEnabledFor(self.to)
+        return True
+
+
+class ExpectedAtStart(Lowered):
     """Lowers to INFO a library's ERROR that is expected while a fresh cluster starts: the
     group coordinator is not available for the first seconds of a new broker (aiokafka logs
     "Group Coordinator Request failed: ...CoordinatorNotAvailable..." and retries)."""
 
     EXPECTED = ("CoordinatorNotAvailable", "GroupCoordinatorNotAvailable")
+    loggers = ("aiokafka", "aiokafka.consumer.group_coordinator")
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and any(e in record.getMessage() for e in self.EXPECTED):
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
-        return True
+    def matches(self, record: logging.LogRecord) -> bool:
+        return any(e in record.getMessage() for e in self.EXPECTED)
 
 
-EXPECTED_AT_START = ExpectedAtStart()
-
-
-class ClosingClient(logging.Filter):
+class ClosingClient(Lowered):
     """Lowers to DEBUG the ERRORs kafka-python 3.0 logs when a client is closed with a request
     under way, which are not errors: a read its selector delivers after the socket is gone
     (a traceback ending in ``AttributeError: 'NoneType' object has no attribute 'recv'``) and
     the metadata refresh the close cancels. ``llmops status`` printed both now and then on a
     healthy stack."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and self.closing(record):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-        return True
+    to = logging.DEBUG
+    loggers = ("kafka.net.transport", "kafka.cluster")
 
-    @staticmethod
-    def closing(record: logging.LogRecord) -> bool:
+    def matches(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if record.name == "kafka.net.transport":
             exc = record.exc_info[1] if record.exc_info else None
@@ -102,7 +110,8 @@ class ClosingClient(logging.Filter):
         return record.name == "kafka.cluster" and message == "Metadata refresh: failed Cancelled"
 
 
-CLOSING_CLIENT = ClosingClient()
+# a logger's own filters see only its own records: each is put on every logger it names
+LOWERED: tuple[Lowered, ...] = (ExpectedAtStart(), ClosingClient())
 
 
 def quiet_libraries(level: str | int) -> None:
@@ -116,11 +125,8 @@ def quiet_libraries(level: str | int) -> None:
     # kafka-python times its own I/O tasks and warns of a "blocking event loop" whenever a
     # busy two-core machine delays one by 0.1 s: about itself, nothing a user can act on
     logging.getLogger("kafka.net.selector").setLevel(logging.DEBUG if debug else logging.ERROR)
-    for name in ("aiokafka", "aiokafka.consumer.group_coordinator"):
-        logger = logging.getLogger(name)
-        if EXPECTED_AT_START not in logger.filters:
-            logger.addFilter(EXPECTED_AT_START)
-    for name in ("kafka.net.transport", "kafka.cluster"):
-        logger = logging.getLogger(name)
-        if CLOSING_CLIENT not in logger.filters:
-            logger.addFilter(CLOSING_CLIENT)
+    for lowered in LOWERED:
+        for name in lowered.loggers:
+            logger = logging.getLogger(name)
+            if lowered not in logger.filters:
+                logger.addFilter(lowered)
